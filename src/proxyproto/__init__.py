@@ -28,6 +28,15 @@ from ._header import (
     TLVType,
 )
 from ._impl import IMPLEMENTATION, crc32c, encode_v1, encode_v2, parse
+from ._policy import (
+    DEFAULT_TIMEOUT,
+    ConnectionPolicy,
+    Policy,
+    PolicyViolation,
+    TrustedProxies,
+    UntrustedPeer,
+    apply_policy,
+)
 from ._reader import DEFAULT_MAX_SIZE, HeaderReader
 
 __version__ = "0.1.0.dev0"
@@ -48,6 +57,11 @@ __all__ = [
     "SSLInfo",
     "SSLSubtype",
     "SSLClient",
+    # trust
+    "TrustedProxies",
+    "Policy",
+    "ConnectionPolicy",
+    "apply_policy",
     # errors
     "ProxyProtocolError",
     "IncompleteHeader",
@@ -55,9 +69,12 @@ __all__ = [
     "InvalidHeader",
     "HeaderTooLarge",
     "ChecksumMismatch",
+    "PolicyViolation",
+    "UntrustedPeer",
     # constants
     "IMPLEMENTATION",
     "DEFAULT_MAX_SIZE",
+    "DEFAULT_TIMEOUT",
     "MAX_V2_SIZE",
     "V1_MAX_LENGTH",
     "V2_SIGNATURE",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Optional, Union
 
 from . import _impl
-from ._errors import IncompleteHeader
+from ._errors import IncompleteHeader, ProxyProtocolError
 from ._header import ProxyHeader
 
 __all__ = ["DEFAULT_MAX_SIZE", "HeaderReader"]
@@ -74,6 +74,12 @@ class HeaderReader:
         return len(self._buffer)
 
     @property
+    def pending(self) -> bytes:
+        """The bytes fed but not yet consumed (an incomplete header, or data that was
+        refused as a header: with an optional-header policy these belong to the app)."""
+        return bytes(self._buffer)
+
+    @property
     def trailing_data(self) -> bytes:
         """The bytes that followed the header in the chunks fed so far (application data)."""
         return self._trailing
@@ -96,10 +102,14 @@ class HeaderReader:
         try:
             header = _impl.parse(chunk, max_size=self._max_size)
         except IncompleteHeader as incomplete:
-            if not self._buffer:
+            if chunk is data:
                 self._buffer += data
             self._needed = incomplete.needed
             return None
+        except ProxyProtocolError:
+            if chunk is data:  # keep what was fed, for callers whose policy allows no header
+                self._buffer += data
+            raise
         self._header = header
         self._trailing = bytes(chunk[header.length :])
         self._buffer = bytearray()

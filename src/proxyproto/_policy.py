@@ -1,0 +1,208 @@
+"""Trust: which peers may send a PROXY header, and what to do with each connection.
+
+The decision is made from configuration and the socket's peer address only, never from
+the payload ([SPEC §5], R-10, R-61, R-62).
+"""
+
+from __future__ import annotations
+
+import bisect
+import enum
+import ipaddress
+from collections.abc import Iterable
+from typing import Callable, Optional, Union
+
+from ._errors import ProxyProtocolError
+from ._header import ProxyHeader
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "ConnectionPolicy",
+    "Policy",
+    "PolicyViolation",
+    "TrustedProxies",
+    "UntrustedPeer",
+    "apply_policy",
+]
+
+#: Default header-read timeout in seconds (the spec asks for at least 3 s, R-8).
+DEFAULT_TIMEOUT = 5.0
+
+IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
+IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
+
+
+class Policy(enum.Enum):
+    """What a receiver does about the PROXY header on one connection (go-proxyproto's policies).
+
+    * ``REQUIRE``: a valid header is mandatory; a connection without one is refused.
+    * ``USE``: the header is optional; when present its addresses are used. **A spoofing
+      risk** if the upstream may ever omit it: a client could then send its own.
+    * ``IGNORE``: a header, when present, is read and discarded; the socket's addresses
+      are used.
+    * ``REJECT``: the connection is refused if it starts with a header.
+    * ``SKIP``: no header is looked for; every byte goes to the application.
+    """
+
+    REQUIRE = "require"
+    USE = "use"
+    IGNORE = "ignore"
+    REJECT = "reject"
+    SKIP = "skip"
+
+
+#: A fixed policy, or a function of (peer address, local address) returning one.
+ConnectionPolicy = Union[Policy, Callable[[object, object], Policy]]
+
+
+class PolicyViolation(ProxyProtocolError):
+    """A connection was refused by the policy (no header under REQUIRE, one under REJECT...)."""
+
+
+class UntrustedPeer(PolicyViolation):
+    """A peer outside the trusted networks connected where only trusted peers are served."""
+
+
+def _to_address(value: object) -> Optional[IPAddress]:
+    """An IP address from a str, an ``ipaddress`` object or a ``(host, port, ...)`` peername."""
+    if isinstance(value, tuple) and value:
+        value = value[0]
+    if isinstance(value, (ipaddress.IPv4Address, ipaddress.IPv6Address)):
+        address: IPAddress = value
+    elif isinstance(value, str):
+        try:
+            address = ipaddress.ip_address(value.partition("%")[0])
+        except ValueError:
+            return None
+    else:
+        return None
+    if isinstance(address, ipaddress.IPv6Address):
+        mapped = address.ipv4_mapped
+        if mapped is not None:  # dual-stack sockets report IPv4 peers as ::ffff:a.b.c.d
+            return mapped
+        if address.scope_id is not None:
+            address = ipaddress.IPv6Address(address.packed)
+    return address
+
+
+class TrustedProxies:
+    """A set of networks whose peers may send PROXY headers.
+
+    >>> trusted = TrustedProxies(["10.0.0.0/8", "192.0.2.7", "2001:db8::/32"])
+    >>> "10.1.2.3" in trusted, "::ffff:10.1.2.3" in trusted, "203.0.113.9" in trusted
+    (True, True, False)
+
+    Networks are merged into sorted, disjoint intervals, so a lookup is a binary search:
+    its cost grows with the logarithm of the number of networks, not linearly. Anything
+    that is not an IP address (a UNIX socket peer, garbage) is never trusted.
+
+    Args:
+        networks: CIDR strings (``"10.0.0.0/8"``), bare addresses (one host) or
+            ``ipaddress`` networks/addresses.
+
+    Raises:
+        ValueError: a string that is not a network or an address.
+        TypeError: an item of another type.
+    """
+
+    __slots__ = ("_ends4", "_ends6", "_networks", "_starts4", "_starts6")
+
+    def __init__(self, networks: Iterable[Union[str, IPNetwork, IPAddress]]) -> None:
+        if isinstance(networks, (str, bytes)):
+            raise TypeError("pass an iterable of networks, not a single string")
+        parsed: list[IPNetwork] = []
+        for item in networks:
+            if isinstance(item, (ipaddress.IPv4Network, ipaddress.IPv6Network)):
+                parsed.append(item)
+            elif isinstance(item, (ipaddress.IPv4Address, ipaddress.IPv6Address)):
+                parsed.append(ipaddress.ip_network(item))
+            elif isinstance(item, str):
+                parsed.append(ipaddress.ip_network(item.strip(), strict=False))
+            else:
+                raise TypeError(f"a trusted network must be a str or an ipaddress object, "
+                                f"not {type(item).__name__}")
+        self._networks = tuple(parsed)
+        v4: list[tuple[int, int]] = []
+        v6: list[tuple[int, int]] = []
+        for network in parsed:
+            if isinstance(network, ipaddress.IPv6Network) and network.prefixlen >= 96 and (
+                network.network_address.ipv4_mapped is not None
+            ):
+                # ::ffff:a.b.c.d/n is an IPv4 network in disguise
+                mapped = network.network_address.ipv4_mapped
+                v4.append((int(mapped), int(mapped) + network.num_addresses - 1))
+                continue
+            target = v4 if network.version == 4 else v6
+            target.append((int(network.network_address), int(network.broadcast_address)))
+        self._starts4, self._ends4 = self._merge(v4)
+        self._starts6, self._ends6 = self._merge(v6)
+
+    @staticmethod
+    def _merge(intervals: list[tuple[int, int]]) -> tuple[list[int], list[int]]:
+        starts: list[int] = []
+        ends: list[int] = []
+        for start, end in sorted(intervals):
+            if ends and start <= ends[-1] + 1:
+                ends[-1] = max(ends[-1], end)
+            else:
+                starts.append(start)
+                ends.append(end)
+        return starts, ends
+
+    @property
+    def networks(self) -> tuple[IPNetwork, ...]:
+        """The networks as given (before merging)."""
+        return self._networks
+
+    def __contains__(self, address: object) -> bool:
+        parsed = _to_address(address)
+        if parsed is None:
+            return False
+        if parsed.version == 4:
+            starts, ends = self._starts4, self._ends4
+        else:
+            starts, ends = self._starts6, self._ends6
+        value = int(parsed)
+        index = bisect.bisect_right(starts, value) - 1
+        return index >= 0 and value <= ends[index]
+
+    def __len__(self) -> int:
+        return len(self._networks)
+
+    def __bool__(self) -> bool:
+        return bool(self._networks)
+
+    def __repr__(self) -> str:
+        shown = ", ".join(repr(str(n)) for n in self._networks[:5])
+        more = f", ... {len(self._networks) - 5} more" if len(self._networks) > 5 else ""
+        return f"TrustedProxies([{shown}{more}])"
+
+    @classmethod
+    def coerce(cls, value: Union[TrustedProxies, Iterable[Union[str, IPNetwork, IPAddress]]]
+               ) -> TrustedProxies:
+        """Return ``value`` if it is a ``TrustedProxies``, else build one from it."""
+        return value if isinstance(value, TrustedProxies) else cls(value)
+
+
+def apply_policy(policy: Policy, header: Optional[ProxyHeader]) -> Optional[ProxyHeader]:
+    """The header to honour for a connection, given its policy and what was read.
+
+    Args:
+        policy: the connection's policy (``SKIP`` means nothing was read).
+        header: the header read, or ``None`` when the connection did not start with one.
+
+    Returns:
+        The header whose addresses apply, or ``None`` (use the socket's addresses).
+
+    Raises:
+        PolicyViolation: ``REQUIRE`` without a header, or ``REJECT`` with one.
+    """
+    if policy is Policy.REQUIRE:
+        if header is None:
+            raise PolicyViolation("a PROXY header is required from this peer, none was sent")
+        return header
+    if policy is Policy.USE:
+        return header
+    if policy is Policy.REJECT and header is not None:
+        raise PolicyViolation("this peer may not send a PROXY header")
+    return None
