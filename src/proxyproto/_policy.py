@@ -23,6 +23,8 @@ __all__ = [
     "TrustedProxies",
     "UntrustedPeer",
     "apply_policy",
+    "check_untrusted_policy",
+    "decide_policy",
 ]
 
 #: Default header-read timeout in seconds (the spec asks for at least 3 s, R-8).
@@ -206,3 +208,55 @@ def apply_policy(policy: Policy, header: Optional[ProxyHeader]) -> Optional[Prox
     if policy is Policy.REJECT and header is not None:
         raise PolicyViolation("this peer may not send a PROXY header")
     return None
+
+
+def check_untrusted_policy(untrusted_policy: Optional[Policy]) -> None:
+    """Refuse configurations that would believe an untrusted peer's header.
+
+    Raises:
+        ValueError: ``untrusted_policy`` is ``USE`` or ``REQUIRE``.
+    """
+    if untrusted_policy in (Policy.USE, Policy.REQUIRE):
+        raise ValueError(
+            "an untrusted peer's header is never believed: use SKIP, IGNORE, REJECT or None "
+            "(close the connection) for untrusted peers"
+        )
+
+
+def decide_policy(
+    peer: object,
+    local: object,
+    *,
+    trusted: TrustedProxies,
+    policy: ConnectionPolicy = Policy.REQUIRE,
+    untrusted_policy: Optional[Policy] = None,
+) -> Optional[Policy]:
+    """Choose what to do with a new connection, from configuration and addresses only.
+
+    Args:
+        peer: the socket's peer address (a ``(host, port, ...)`` tuple, a str, or an
+            ``ipaddress`` address; a UNIX peer is never trusted).
+        local: the socket's own address (passed to a callable ``policy``).
+        trusted: the networks allowed to send a header.
+        policy: the policy for trusted peers, or a callable ``(peer, local) -> Policy``
+            consulted for every peer.
+        untrusted_policy: the policy for other peers; ``None`` closes the connection
+            before reading anything.
+
+    Returns:
+        The policy to apply, or ``None`` to close the connection without reading.
+        A trusted-only policy (``USE``, ``REQUIRE``) is never returned for an untrusted
+        peer: a callable that returns one for such a peer gets the connection closed.
+    """
+    is_trusted = peer in trusted
+    if callable(policy):
+        chosen = policy(peer, local)
+        if not isinstance(chosen, Policy):
+            raise TypeError(f"the policy callable returned {chosen!r}, not a Policy")
+    elif is_trusted:
+        return policy
+    else:
+        return untrusted_policy
+    if not is_trusted and chosen in (Policy.USE, Policy.REQUIRE):
+        return None
+    return chosen
