@@ -12,13 +12,15 @@ import ipaddress
 from collections.abc import Iterable
 from typing import Callable, Optional, Union
 
-from ._errors import ProxyProtocolError
+from ._errors import IncompleteHeader, NoProxyHeader, ProxyProtocolError
 from ._header import ProxyHeader
+from ._reader import DEFAULT_MAX_SIZE, HeaderReader
 
 __all__ = [
     "DEFAULT_TIMEOUT",
     "ConnectionPolicy",
     "Policy",
+    "PolicyReader",
     "PolicyViolation",
     "TrustedProxies",
     "UntrustedPeer",
@@ -260,3 +262,120 @@ def decide_policy(
     if not is_trusted and chosen in (Policy.USE, Policy.REQUIRE):
         return None
     return chosen
+
+
+class PolicyReader:
+    """Reads a connection's first bytes under one policy and decides (sans-IO).
+
+    The I/O adapters (asyncio, blocking sockets) share this state machine, so the
+    policy table lives in one place. Feed it what the connection sends; once
+    :attr:`done`, :attr:`header` is the header to honour (``None``: use the socket's
+    addresses) and :attr:`app_data` holds the bytes that belong to the application.
+    When no more bytes will come in time (EOF or the deadline), call :meth:`finish`.
+
+    >>> reader = PolicyReader(Policy.USE)
+    >>> reader.feed(b"GET / HTTP/1.1\\r\\n")
+    True
+    >>> reader.header, reader.app_data
+    (None, b'GET / HTTP/1.1\\r\\n')
+
+    Args:
+        policy: the policy chosen for the connection (see :func:`decide_policy`).
+        max_size: the v2 header size cap.
+
+    Every refusal is an exception derived from :class:`ProxyProtocolError`:
+    ``NoProxyHeader`` (no header under ``REQUIRE``), ``InvalidHeader`` and
+    ``HeaderTooLarge`` (whatever the policy: a malformed header is never passed to the
+    application), ``PolicyViolation`` (a header under ``REJECT``) and
+    ``IncompleteHeader`` (from :meth:`finish`: the header never completed).
+    """
+
+    __slots__ = ("_app_data", "_done", "_header", "_policy", "_reader", "_received")
+
+    def __init__(self, policy: Policy, *, max_size: int = DEFAULT_MAX_SIZE) -> None:
+        if not isinstance(policy, Policy):
+            raise TypeError(f"policy must be a Policy, not {type(policy).__name__}")
+        self._policy = policy
+        self._reader = HeaderReader(max_size=max_size)
+        self._header: ProxyHeader | None = None
+        self._received: ProxyHeader | None = None
+        self._app_data = b""
+        self._done = policy is Policy.SKIP  # SKIP: nothing is looked for
+
+    @property
+    def policy(self) -> Policy:
+        """The policy applied."""
+        return self._policy
+
+    @property
+    def done(self) -> bool:
+        """``True`` once the connection may be handed to the application."""
+        return self._done
+
+    @property
+    def needed(self) -> int:
+        """The minimum number of further bytes needed to decide (0 when done)."""
+        return 0 if self._done else self._reader.needed
+
+    @property
+    def header(self) -> ProxyHeader | None:
+        """The header to honour once done (``None``: use the socket's own addresses)."""
+        return self._header
+
+    @property
+    def received(self) -> ProxyHeader | None:
+        """The header read, even when the policy discards it (``IGNORE``)."""
+        return self._received
+
+    @property
+    def app_data(self) -> bytes:
+        """Once done, the bytes fed that belong to the application (after the header,
+        or everything when the connection did not start with a header)."""
+        return self._app_data
+
+    def feed(self, data: bytes | bytearray | memoryview) -> bool:
+        """Add received bytes; return ``True`` once the connection is decided.
+
+        Raises:
+            ProxyProtocolError: the connection must be refused (see the class doc).
+            RuntimeError: called again after done.
+        """
+        if self._done:
+            raise RuntimeError("the connection is decided; pass further data to the application")
+        try:
+            header = self._reader.feed(data)
+        except IncompleteHeader:  # the reader never raises it, but stay explicit
+            return False
+        except NoProxyHeader:
+            if self._policy is Policy.REQUIRE:
+                raise
+            # [SPEC §5] R-10: the policy, not the payload, made the header optional
+            self._app_data = self._reader.pending
+            self._done = True
+            return True
+        if header is None:
+            return False
+        self._received = header
+        self._header = apply_policy(self._policy, header)
+        self._app_data = self._reader.trailing_data
+        self._done = True
+        return True
+
+    def finish(self) -> None:
+        """No more bytes will come in time (EOF or the deadline passed): decide now.
+
+        A connection that sent nothing goes on without a header when the policy makes
+        the header optional (a server-speaks-first client under ``USE``, ``IGNORE`` or
+        ``REJECT``).
+
+        Raises:
+            IncompleteHeader: some bytes of a header arrived, but not all of them.
+            NoProxyHeader: nothing arrived and the policy is ``REQUIRE``.
+        """
+        if self._done:
+            return
+        if self._reader.buffered:
+            raise IncompleteHeader(self._reader.needed)
+        if self._policy is Policy.REQUIRE:
+            raise NoProxyHeader("a PROXY header is required from this peer, none arrived")
+        self._done = True
