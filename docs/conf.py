@@ -9,7 +9,7 @@ sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..",
 
 project = "proxyproto"
 author = "The proxyproto developers"
-copyright = "2026, The proxyproto developers"  # noqa: A001
+copyright = "2026, The proxyproto developers"
 release = "0.1.0.dev0"
 
 extensions = ["sphinx.ext.autodoc", "sphinx.ext.intersphinx", "sphinx.ext.viewcode"]

@@ -212,7 +212,8 @@ class ProxyHeader(NamedTuple):
             return True if isinstance(other, tuple) else NotImplemented
         return tuple.__ne__(self, other)
 
-    __hash__ = tuple.__hash__
+    def __hash__(self) -> int:
+        return tuple.__hash__(self)
 
     # -- TLV helpers -----------------------------------------------------------------
 
