@@ -672,11 +672,13 @@ def _pack_unix_path(path: Union[str, bytes], what: str) -> bytes:
     raw = path.encode("utf-8", "surrogateescape") if isinstance(path, str) else bytes(path)
     if len(raw) > 108:
         raise ValueError(f"{what} UNIX path is {len(raw)} bytes, at most 108 fit")
-    if b"\x00" in raw[1:] or (raw[:1] == b"\x00" and isinstance(path, str)):
+    abstract = raw[:1] == b"\x00"
+    # A Linux abstract name may hold NUL bytes anywhere after the first (parse keeps them).
+    if (b"\x00" in raw and not abstract) or (abstract and isinstance(path, str)):
         raise ValueError(
             f"{what} UNIX path holds a NUL byte (pass an abstract name as bytes starting with NUL)"
         )
-    if raw[:1] == b"\x00" and raw.endswith(b"\x00"):
+    if abstract and raw.endswith(b"\x00"):
         raise ValueError(f"{what} abstract UNIX name must not end with a NUL byte")
     return raw.ljust(108, b"\x00")
 
