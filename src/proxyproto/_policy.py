@@ -12,7 +12,7 @@ import ipaddress
 from collections.abc import Iterable
 from typing import Callable, Optional, Union
 
-from ._errors import IncompleteHeader, NoProxyHeader, ProxyProtocolError
+from ._errors import IncompleteHeader, InvalidHeader, NoProxyHeader, ProxyProtocolError
 from ._header import ProxyHeader
 from ._reader import DEFAULT_MAX_SIZE, HeaderReader
 
@@ -25,8 +25,10 @@ __all__ = [
     "TrustedProxies",
     "UntrustedPeer",
     "apply_policy",
+    "accept_datagram",
     "check_untrusted_policy",
     "decide_policy",
+    "resolve_addresses",
 ]
 
 #: Default header-read timeout in seconds (the spec asks for at least 3 s, R-8).
@@ -379,3 +381,75 @@ class PolicyReader:
         if self._policy is Policy.REQUIRE:
             raise NoProxyHeader("a PROXY header is required from this peer, none arrived")
         self._done = True
+
+
+def resolve_addresses(
+    header: ProxyHeader | None, peer: object, local: object
+) -> tuple[object, object]:
+    """The connection's effective (client, destination) addresses.
+
+    The header's addresses when it carries them, else the socket's own: a ``LOCAL``
+    header, v1 ``UNKNOWN``, v2 ``AF_UNSPEC`` or no header at all leaves ``peer`` and
+    ``local`` as they are (go-proxyproto's ``RemoteAddr()``/``LocalAddr()``).
+
+    Args:
+        header: the header returned by :func:`apply_policy` (``None`` when none applies).
+        peer: the socket's peer address.
+        local: the socket's own address.
+
+    Returns:
+        ``(client, destination)``.
+    """
+    if header is None:
+        return peer, local
+    source, destination = header.source, header.destination
+    return (peer if source is None else source, local if destination is None else destination)
+
+
+def accept_datagram(
+    data: bytes | bytearray | memoryview,
+    peer: object,
+    local: object,
+    *,
+    trusted: TrustedProxies,
+    policy: ConnectionPolicy = Policy.REQUIRE,
+    untrusted_policy: Policy | None = None,
+    max_size: int = DEFAULT_MAX_SIZE,
+) -> tuple[ProxyHeader | None, bytes]:
+    """Apply the trust rules to one datagram, parsed on its own ([SPEC §2] R-9).
+
+    Args:
+        data: the whole datagram.
+        peer: its source address (from ``recvfrom``).
+        local: the receiving socket's own address (passed to a callable ``policy``).
+        trusted, policy, untrusted_policy: as for :func:`decide_policy`.
+        max_size: the largest v2 header accepted.
+
+    Returns:
+        ``(header, payload)``: the header whose addresses apply (``None`` when the
+        socket's addresses apply) and the bytes after the header, if any.
+
+    Raises:
+        UntrustedPeer: the sender is not trusted and no policy applies to it.
+        NoProxyHeader: no header under ``REQUIRE``.
+        PolicyViolation: a header under ``REJECT``.
+        InvalidHeader: a malformed header, or one cut short by the end of the datagram
+            (a header must not be split across datagrams, R-9).
+    """
+    chosen = decide_policy(peer, local, trusted=trusted, policy=policy,
+                           untrusted_policy=untrusted_policy)
+    if chosen is None:
+        raise UntrustedPeer(f"datagram from untrusted peer {peer!r} dropped")
+    if chosen is Policy.SKIP:
+        return None, bytes(data)
+    reader = PolicyReader(chosen, max_size=max_size)
+    if not reader.feed(data):
+        try:
+            reader.finish()  # the datagram is all there is: decide on what it holds
+        except IncompleteHeader as exc:
+            # [SPEC §2] R-9: the sender must not split a header across datagrams
+            raise InvalidHeader(
+                f"the datagram ends inside a PROXY header ({exc.needed} more byte(s) "
+                "expected; a header must not be split across datagrams)"
+            ) from exc
+    return reader.header, reader.app_data
