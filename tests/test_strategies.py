@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from types import ModuleType
-
 import contextlib
+from types import ModuleType
 
 from hypothesis import given, settings
 
