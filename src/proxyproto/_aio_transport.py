@@ -1,0 +1,223 @@
+"""Transport views used by :mod:`proxyproto.aio` (internal).
+
+:class:`ProxiedTransport` is what the application protocol holds: every call goes to the
+real transport, except ``get_extra_info``, which reports the addresses the PROXY header
+carried. :class:`TLSFeedTransport` lets ``loop.start_tls`` run on a connection whose
+first TLS bytes were already read while looking for the header.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from ._header import ProxyHeader
+
+__all__ = [
+    "ForwardingTransport",
+    "ProxiedSocket",
+    "ProxiedTransport",
+    "TLSFeedTransport",
+    "feed_protocol",
+]
+
+
+def feed_protocol(protocol: asyncio.BaseProtocol, data: bytes) -> None:
+    """Deliver ``data`` to a ``Protocol`` or a ``BufferedProtocol`` as a transport would."""
+    if isinstance(protocol, asyncio.BufferedProtocol):
+        view = memoryview(data)
+        while view:
+            buffer = memoryview(protocol.get_buffer(len(view)))
+            size = min(len(buffer), len(view))
+            if not size:
+                raise RuntimeError("get_buffer() returned an empty buffer")
+            buffer[:size] = view[:size]
+            protocol.buffer_updated(size)
+            view = view[size:]
+    elif isinstance(protocol, asyncio.Protocol):
+        protocol.data_received(data)
+    else:
+        raise TypeError(f"{type(protocol).__name__} is not a stream protocol")
+
+
+class ProxiedSocket:
+    """The transport's socket, with ``getpeername``/``getsockname`` reporting the header's
+    addresses (servers such as uvicorn ask the socket, not the transport)."""
+
+    __slots__ = ("_peername", "_sock", "_sockname")
+
+    def __init__(self, sock: Any, peername: Any, sockname: Any) -> None:
+        self._sock = sock
+        self._peername = peername
+        self._sockname = sockname
+
+    def getpeername(self) -> Any:
+        """The original client address."""
+        return self._peername
+
+    def getsockname(self) -> Any:
+        """The original destination address."""
+        return self._sockname
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+    def __repr__(self) -> str:
+        return f"<ProxiedSocket peername={self._peername!r} of {self._sock!r}>"
+
+
+class ForwardingTransport(asyncio.Transport):
+    """A transport whose every method is the wrapped ``transport``'s."""
+
+    __slots__ = ("_transport",)
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        super().__init__()
+        self._transport = transport
+
+    @property
+    def transport(self) -> asyncio.Transport:
+        """The transport underneath (plain TCP, or TLS over it)."""
+        return self._transport
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self._transport.get_extra_info(name, default)
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+    def close(self) -> None:
+        self._transport.close()
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self._transport.set_protocol(protocol)
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        return self._transport.get_protocol()
+
+    def is_reading(self) -> bool:
+        return self._transport.is_reading()
+
+    def pause_reading(self) -> None:
+        self._transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        self._transport.resume_reading()
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        self._transport.set_write_buffer_limits(high, low)
+
+    def get_write_buffer_size(self) -> int:
+        return self._transport.get_write_buffer_size()
+
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        return self._transport.get_write_buffer_limits()
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self._transport.write(data)
+
+    def writelines(self, list_of_data: Any) -> None:
+        self._transport.writelines(list_of_data)
+
+    def write_eof(self) -> None:
+        self._transport.write_eof()
+
+    def can_write_eof(self) -> bool:
+        return self._transport.can_write_eof()
+
+    def abort(self) -> None:
+        self._transport.abort()
+
+
+
+class ProxiedTransport(ForwardingTransport):
+    """A transport that forwards everything to ``transport`` but reports the original
+    addresses.
+
+    ``get_extra_info`` keys it answers itself:
+
+    * ``"peername"``, ``"sockname"``: the header's source and destination, or the
+      socket's own when the header carries none;
+    * ``"socket_peername"``, ``"socket_sockname"``: the socket's own addresses (the proxy);
+    * ``"proxy_header"``: the header honoured, ``None`` when none was read (or ``IGNORE``);
+    * ``"proxy_header_received"``: the header read, even when the policy ignored it;
+    * ``"socket"``: the socket, whose ``getpeername``/``getsockname`` give the above.
+    """
+
+    __slots__ = ("_extra_overrides",)
+
+    def __init__(
+        self,
+        transport: asyncio.Transport,
+        header: ProxyHeader | None,
+        received: ProxyHeader | None,
+    ) -> None:
+        super().__init__(transport)
+        socket_peer = transport.get_extra_info("peername")
+        socket_local = transport.get_extra_info("sockname")
+        peername, sockname = socket_peer, socket_local
+        if header is not None and header.source is not None:
+            peername, sockname = header.source, header.destination
+        overrides: dict[str, Any] = {
+            "peername": peername,
+            "sockname": sockname,
+            "socket_peername": socket_peer,
+            "socket_sockname": socket_local,
+            "proxy_header": header,
+            "proxy_header_received": received,
+        }
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            overrides["socket"] = ProxiedSocket(sock, peername, sockname)
+        self._extra_overrides = overrides
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        if name in self._extra_overrides:
+            return self._extra_overrides[name]
+        return self._transport.get_extra_info(name, default)
+
+    def __repr__(self) -> str:
+        return (f"<ProxiedTransport peername={self._extra_overrides['peername']!r} "
+                f"over {self._transport!r}>")
+
+
+
+
+class TLSFeedTransport(ForwardingTransport):
+    """The raw transport as ``loop.start_tls`` sees it, once the header was consumed.
+
+    The bytes read after the header (the start of the TLS ClientHello) were already
+    taken from the socket. ``start_tls`` pauses reading, installs its TLS protocol with
+    ``set_protocol``, schedules that protocol's ``connection_made`` and then
+    ``resume_reading``: only then does this class switch the real transport over to the
+    TLS protocol and hand it those bytes, so they arrive after ``connection_made`` and
+    before anything the socket still holds.
+    """
+
+    _start_tls_compatible = True  # checked by loop.start_tls
+
+    __slots__ = ("_leftover", "_protocol", "_switched")
+
+    def __init__(self, transport: asyncio.Transport, leftover: bytes) -> None:
+        super().__init__(transport)
+        self._leftover = leftover
+        self._protocol: asyncio.BaseProtocol | None = None
+        self._switched = False
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self._protocol = protocol
+        if self._switched:
+            self._transport.set_protocol(protocol)
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        return self._protocol if self._protocol is not None else self._transport.get_protocol()
+
+    def resume_reading(self) -> None:
+        if not self._switched and self._protocol is not None:
+            self._switched = True
+            leftover, self._leftover = self._leftover, b""
+            self._transport.set_protocol(self._protocol)
+            if leftover and not self._transport.is_closing():
+                feed_protocol(self._protocol, leftover)
+        if not self._transport.is_closing():
+            self._transport.resume_reading()
