@@ -1,0 +1,175 @@
+"""Helpers for the asyncio adapter tests: real loopback clients with chosen source
+addresses, a recording application (streams and protocol flavours), leak counters."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import struct
+import subprocess
+from collections.abc import Awaitable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional, TypeVar
+
+import pytest
+
+T = TypeVar("T")
+
+TRUSTED_V4 = "127.0.0.2"
+UNTRUSTED_V4 = "127.0.0.3"
+TRUSTED_V6 = "::1"
+TRUSTED = [TRUSTED_V4, TRUSTED_V6]
+
+
+def has_ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+def run(coro: Awaitable[T], *, limit: float = 30.0) -> T:
+    """Run a coroutine in a fresh event loop, bounded in time."""
+
+    async def bounded() -> T:
+        return await asyncio.wait_for(coro, limit)
+
+    return asyncio.run(bounded())
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@dataclass
+class Record:
+    """What the application saw on one accepted connection."""
+
+    socket_peer: Any
+    peername: Any
+    sockname: Any
+    header: Any
+    received: Any
+    data: bytes = b""
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class Recorder:
+    """Collects one Record per accepted connection, keyed by the client's source port."""
+
+    def __init__(self) -> None:
+        self.records: dict[int, Record] = {}
+
+    def new(self, info: Callable[[str], Any]) -> Record:
+        record = Record(info("socket_peername"), info("peername"), info("sockname"),
+                        info("proxy_header"), info("proxy_header_received"))
+        self.records[record.socket_peer[1]] = record
+        return record
+
+    async def streams_cb(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        record = self.new(writer.get_extra_info)
+        try:
+            record.data = await reader.read()
+            writer.write(b"ok")
+            await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            record.done.set()
+            writer.close()
+
+    def protocol_factory(self) -> asyncio.Protocol:
+        return RecordingProtocol(self)
+
+
+class RecordingProtocol(asyncio.Protocol):
+    """The protocol-flavoured application: records, then answers b"ok" at EOF."""
+
+    def __init__(self, recorder: Recorder) -> None:
+        self.recorder = recorder
+        self.record: Optional[Record] = None
+        self.transport: Optional[asyncio.Transport] = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.record = self.recorder.new(transport.get_extra_info)
+
+    def data_received(self, data: bytes) -> None:
+        assert self.record is not None
+        self.record.data += data
+
+    def eof_received(self) -> bool:
+        assert self.transport is not None and self.record is not None
+        self.transport.write(b"ok")
+        self.transport.close()
+        self.record.done.set()
+        return True
+
+    def connection_lost(self, exc: Optional[Exception]) -> None:
+        if self.record is not None:
+            self.record.done.set()
+
+
+async def connect_from(source: str, port: int, *, target: Optional[str] = None) -> socket.socket:
+    """A non-blocking TCP socket bound to ``source`` and connected to the server."""
+    family = socket.AF_INET6 if ":" in source else socket.AF_INET
+    if target is None:
+        target = "::1" if family == socket.AF_INET6 else "127.0.0.1"
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.bind((source, 0))
+        await asyncio.get_running_loop().sock_connect(sock, (target, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def reset(sock: socket.socket) -> None:
+    """Close with an RST (SO_LINGER 0)."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+async def read_all(sock: socket.socket, *, limit: float) -> bytes:
+    """Read until EOF or reset, within ``limit`` seconds (then give up, returning what came)."""
+    loop = asyncio.get_running_loop()
+    chunks: list[bytes] = []
+
+    async def drain() -> None:
+        while True:
+            chunk = await loop.sock_recv(sock, 65536)
+            if not chunk:
+                return
+            chunks.append(chunk)
+
+    with contextlib.suppress(ConnectionError, asyncio.TimeoutError):
+        await asyncio.wait_for(drain(), limit)
+    return b"".join(chunks)
+
+
+@contextlib.contextmanager
+def throwaway_cert(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
+    """A self-signed certificate for localhost/127.0.0.1, made with openssl at test time."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    try:
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
+             "-out", str(cert), "-days", "1", "-subj", "/CN=localhost",
+             "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+            check=True, capture_output=True, timeout=60)
+    except (OSError, subprocess.SubprocessError) as exc:
+        pytest.skip(f"openssl cannot make a test certificate: {exc}")
+    yield cert, key
+
+
+def servers_addresses(server: asyncio.Server) -> Sequence[Any]:
+    return [sock.getsockname() for sock in server.sockets]
