@@ -1,0 +1,22 @@
+#!/usr/bin/env python3
+"""Coverage-guided fuzzing of ``parse`` (both implementations) and ``HeaderReader``.
+
+Each input is raw bytes, as a peer would send them. See ``invariants.py`` for the
+properties checked and ``README.md`` for how to run it::
+
+    python3 fuzz/fuzz_parse.py -max_total_time=60 /tmp/work-corpus fuzz/corpus/parse
+"""
+
+from __future__ import annotations
+
+from _harness import IMPLS, invariants, run
+
+
+def test_one_input(data: bytes) -> None:
+    """Check every parse and reader property on one input."""
+    invariants.check_parse_input(data, IMPLS)
+    invariants.check_reader(data)
+
+
+if __name__ == "__main__":
+    run(test_one_input)
