@@ -15,20 +15,19 @@ a :class:`ProxyStats`; they never stop the server.
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
 import socket
 import ssl as _ssl
 from collections.abc import Awaitable, Iterable
 from typing import Any, Callable, Optional, Union
 
-from . import _impl
+from ._adapters import ProxyStats, encode_for_addresses
+from ._adapters import checked_header_bytes as _header_bytes
+from ._adapters import refusal_reason as _refusal_reason
+from ._adapters import show_address as _show
 from ._aio_transport import ProxiedTransport, TLSFeedTransport, feed_protocol
 from ._errors import (
-    HeaderTooLarge,
     IncompleteHeader,
-    InvalidHeader,
-    NoProxyHeader,
     ProxyProtocolError,
 )
 from ._header import ProxyHeader
@@ -37,7 +36,6 @@ from ._policy import (
     ConnectionPolicy,
     Policy,
     PolicyReader,
-    PolicyViolation,
     TrustedProxies,
     check_untrusted_policy,
     decide_policy,
@@ -72,62 +70,6 @@ ClientConnectedCallback = Callable[
 
 _STREAM_LIMIT = 2**16  # asyncio.streams' default buffer limit
 _STREAM_PROTOCOLS = (asyncio.Protocol, asyncio.BufferedProtocol)
-
-
-class ProxyStats:
-    """Counters of one server (or endpoint): what was accepted, what was refused and why.
-
-    Attributes:
-        accepted: connections (datagrams) handed to the application.
-        refused: a ``collections.Counter`` of refusals by reason:
-
-            * ``"untrusted"``: an untrusted peer, closed before any byte was read;
-            * ``"no_header"``: no header where one is required;
-            * ``"invalid"``: a malformed header (or, for UDP, one cut short);
-            * ``"too_large"``: a header over the size cap;
-            * ``"rejected"``: a header under the ``REJECT`` policy;
-            * ``"timeout"``: the header did not complete before the deadline;
-            * ``"eof"``: the peer closed (or reset) the connection mid-header;
-            * ``"tls"``: the TLS handshake after the header failed;
-            * ``"error"``: an unexpected error (e.g. a policy callable that raised).
-        pending: connections currently waiting for their header (or TLS handshake).
-    """
-
-    __slots__ = ("accepted", "pending", "refused")
-
-    def __init__(self) -> None:
-        self.accepted = 0
-        self.pending = 0
-        self.refused: collections.Counter[str] = collections.Counter()
-
-    @property
-    def refused_total(self) -> int:
-        """All refusals, whatever the reason."""
-        return sum(self.refused.values())
-
-    def as_dict(self) -> dict[str, Any]:
-        """A snapshot, e.g. for a metrics endpoint."""
-        return {"accepted": self.accepted, "pending": self.pending,
-                "refused": dict(self.refused), "refused_total": self.refused_total}
-
-    def __repr__(self) -> str:
-        return (f"ProxyStats(accepted={self.accepted}, pending={self.pending}, "
-                f"refused={dict(self.refused)!r})")
-
-
-def _refusal_reason(exc: BaseException) -> str:
-    """The ProxyStats reason for an exception raised while reading the header."""
-    if isinstance(exc, NoProxyHeader):
-        return "no_header"
-    if isinstance(exc, HeaderTooLarge):
-        return "too_large"
-    if isinstance(exc, InvalidHeader):
-        return "invalid"
-    if isinstance(exc, PolicyViolation):
-        return "rejected"
-    if isinstance(exc, IncompleteHeader):
-        return "eof"
-    return "error"
 
 
 class _Config:
@@ -370,13 +312,6 @@ class ProxyProtocolLayer(asyncio.Protocol):
         held.hand_over(app, tls, ProxiedTransport(tls, header, received))
 
 
-def _show(address: Any) -> str:
-    if isinstance(address, tuple) and len(address) >= 2:
-        host = address[0]
-        return f"[{host}]:{address[1]}" if ":" in str(host) else f"{host}:{address[1]}"
-    return repr(address)
-
-
 class ProxyProtocolFactory:
     """A protocol factory for ``loop.create_server``: each connection gets the PROXY layer
     in front of a protocol made by the application's factory.
@@ -532,18 +467,6 @@ async def start_server(
 # -- clients ------------------------------------------------------------------------
 
 
-def _header_bytes(header: bytes | bytearray | ProxyHeader) -> bytes:
-    if isinstance(header, ProxyHeader):
-        return header.to_bytes()
-    if not isinstance(header, (bytes, bytearray)):
-        raise TypeError(f"header must be bytes or a ProxyHeader, not {type(header).__name__}")
-    data = bytes(header)
-    parsed = _impl.parse(data)  # refuse to send anything but one valid, whole header
-    if parsed.length != len(data):
-        raise ValueError("header holds bytes after the PROXY header; send them separately")
-    return data
-
-
 class _HeaderSender(asyncio.Protocol):
     """Writes the header the moment the connection is made, before anything else."""
 
@@ -650,13 +573,6 @@ async def open_connection(
     return reader, asyncio.StreamWriter(transport, protocol, reader, loop)
 
 
-def _inet(address: Any) -> tuple[str, int] | None:
-    if (isinstance(address, tuple) and len(address) >= 2 and isinstance(address[0], str)
-            and isinstance(address[1], int)):
-        return (address[0].partition("%")[0], address[1])
-    return None
-
-
 def header_for(
     connection: asyncio.StreamWriter | asyncio.BaseTransport | socket.socket,
     *,
@@ -684,20 +600,12 @@ def header_for(
         ValueError: a bad version, or TLVs for v1.
     """
     if isinstance(connection, socket.socket):
-        source, destination = _inet(connection.getpeername()), _inet(connection.getsockname())
+        source, destination = connection.getpeername(), connection.getsockname()
     else:
-        source = _inet(connection.get_extra_info("peername"))
-        destination = _inet(connection.get_extra_info("sockname"))
-    tlvs = tuple(tlvs)
-    if source is None or destination is None:
-        source = destination = None
-    if version == 1:
-        if tlvs or crc32c:
-            raise ValueError("v1 headers carry no TLVs")
-        return _impl.encode_v1(source, destination)
-    if version == 2:
-        return _impl.encode_v2(source, destination, tlvs=tlvs, crc32c=crc32c)
-    raise ValueError(f"version must be 1 or 2, not {version!r}")
+        source = connection.get_extra_info("peername")
+        destination = connection.get_extra_info("sockname")
+    return encode_for_addresses(source, destination, version=version, tlvs=tlvs,
+                                crc32c=crc32c)
 
 
 # -- datagrams ------------------------------------------------------------------------
