@@ -109,7 +109,7 @@ class RecordingProtocol(asyncio.Protocol):
         self.transport.write(b"ok")
         self.transport.close()
         self.record.done.set()
-        return True
+        return False
 
     def connection_lost(self, exc: Optional[Exception]) -> None:
         if self.record is not None:

@@ -221,3 +221,11 @@ class TLSFeedTransport(ForwardingTransport):
                 feed_protocol(self._protocol, leftover)
         if not self._transport.is_closing():
             self._transport.resume_reading()
+
+    def _force_close(self, exc: BaseException | None) -> None:
+        # asyncio's SSLProtocol calls this (private) method of its transport on fatal errors
+        force_close = getattr(self._transport, "_force_close", None)
+        if force_close is not None:
+            force_close(exc)
+        else:
+            self._transport.abort()

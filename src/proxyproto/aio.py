@@ -126,9 +126,8 @@ class _HeldEvents(asyncio.BufferedProtocol):
     def buffer_updated(self, nbytes: int) -> None:
         self.data += self._chunk[:nbytes]
 
-    def eof_received(self) -> bool:
-        self.eof = True
-        return True  # the application decides once connected
+    def eof_received(self) -> None:
+        self.eof = True  # TLS closes on EOF anyway; the application hears of it once connected
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = (exc,)
@@ -633,9 +632,8 @@ class ProxyDatagramLayer(asyncio.DatagramProtocol):
         return self._config.stats
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
         self._local = transport.get_extra_info("sockname")
-        self._app.connection_made(transport)
+        self._app.connection_made(transport)  # type: ignore[arg-type]
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
         config = self._config
@@ -651,15 +649,18 @@ class ProxyDatagramLayer(asyncio.DatagramProtocol):
             self._drop("untrusted", addr, None)
             return
         reader = PolicyReader(policy, max_size=config.max_size)
-        try:
-            if not reader.feed(data):
-                reader.finish()  # the header must be whole in its datagram
-        except IncompleteHeader as exc:
-            self._drop("invalid", addr, exc)
-            return
-        except ProxyProtocolError as exc:
-            self._drop(_refusal_reason(exc), addr, exc)
-            return
+        payload = data
+        if not reader.done:  # SKIP: the whole datagram is the payload
+            try:
+                if not reader.feed(data):
+                    reader.finish()  # [SPEC §2] R-9: the header must be whole in its datagram
+            except IncompleteHeader as exc:
+                self._drop("invalid", addr, exc)
+                return
+            except ProxyProtocolError as exc:
+                self._drop(_refusal_reason(exc), addr, exc)
+                return
+            payload = reader.app_data
         header = reader.header
         original: Any = addr
         if header is not None and header.source is not None:
@@ -667,9 +668,9 @@ class ProxyDatagramLayer(asyncio.DatagramProtocol):
         config.stats.accepted += 1
         hook = getattr(self._app, "proxy_datagram_received", None)
         if hook is not None:
-            hook(reader.app_data, original, header, addr)
+            hook(payload, original, header, addr)
         else:
-            self._app.datagram_received(reader.app_data, original)
+            self._app.datagram_received(payload, original)
 
     def _drop(self, reason: str, addr: Any, exc: BaseException | None) -> None:
         self._config.stats.refused[reason] += 1
