@@ -18,15 +18,20 @@ via :mod:`proxyproto._policy`): no parsing happens in this module.
 
 from __future__ import annotations
 
-import collections
 import logging
 import socket
 import threading
 import time
 from collections.abc import Iterable
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, NamedTuple, Optional, Union
 
-from . import _impl
+from ._adapters import (
+    ProxyStats,
+    checked_header_bytes,
+    encode_for_addresses,
+    refusal_reason,
+    show_address,
+)
 from ._errors import NoProxyHeader, ProxyProtocolError
 from ._fallback import V1_MAX_LENGTH
 from ._header import ProxyHeader
@@ -45,7 +50,9 @@ from ._policy import (
 from ._reader import DEFAULT_MAX_SIZE
 
 __all__ = [
+    "ProxyInfo",
     "ProxyProtocolMixIn",
+    "ProxyStats",
     "connect",
     "handle_connection",
     "header_from_socket",
@@ -238,7 +245,7 @@ def _decide(
     chosen = decide_policy(peer, local, trusted=trusted, policy=policy,
                            untrusted_policy=untrusted_policy)
     if chosen is None:
-        raise UntrustedPeer(f"peer {_show(peer)} is not trusted: closed before reading")
+        raise UntrustedPeer(f"peer {show_address(peer)} is not trusted: closed before reading")
     return chosen
 
 
@@ -293,15 +300,17 @@ def handle_connection(
     return _read_per_policy(sock, chosen, timeout, max_size).header
 
 
-def _show(address: object) -> str:
-    if isinstance(address, tuple) and len(address) >= 2:
-        host, port = address[0], address[1]
-        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
-    return repr(address)
-
-
 # ---------------------------------------------------------------------------------------
 # socketserver
+
+
+class ProxyInfo(NamedTuple):
+    """What :class:`ProxyProtocolMixIn` learnt about one connection."""
+
+    header: Optional[ProxyHeader]  #: the header honoured (``None``: the socket's addresses)
+    received: Optional[ProxyHeader]  #: the header read, even if discarded (``IGNORE``)
+    client: Any  #: the original client (the header's source, else the socket's peer)
+    destination: Any  #: the original destination (else the socket's own address)
 
 
 class ProxyProtocolMixIn:
@@ -318,14 +327,17 @@ class ProxyProtocolMixIn:
     other stream servers. An untrusted peer is closed in ``verify_request``, before a
     byte is read; the header itself is read in ``finish_request``, so under a threading
     server a slow peer holds only its own thread (a plain ``TCPServer`` serves one
-    connection at a time, header included). Every refusal is counted, logged by
-    :meth:`handle_proxy_refusal` and never stops the server.
+    connection at a time, header included). Every refusal is counted in
+    :attr:`proxy_stats` (a :class:`ProxyStats`, the class the asyncio servers use, with
+    the same reasons), logged by :meth:`handle_proxy_refusal` and never stops the
+    server.
 
     The handler gets ``client_address`` (the header's source, else the socket's peer)
-    and the attributes ``proxy_header`` (the header honoured, or ``None``) and
+    and the attributes ``proxy_header`` (the header honoured, or ``None``),
+    ``proxy_header_received`` (the header read, even when ``IGNORE`` discarded it) and
     ``proxy_destination`` (the header's destination, else the socket's own address).
     A handler built by a factory rather than a class (``functools.partial``) can ask
-    ``self.server.proxy_info(self.request)`` for the same.
+    ``self.server.proxy_info(self.request)`` for the same, as a :class:`ProxyInfo`.
 
     Keyword args (each also settable as a class attribute with a ``proxy_`` prefix):
         trusted: the networks allowed to send a header (required).
@@ -342,12 +354,8 @@ class ProxyProtocolMixIn:
     proxy_header_timeout: Optional[float] = DEFAULT_TIMEOUT
     proxy_max_size: int = DEFAULT_MAX_SIZE
 
-    #: Connections handed to the handler.
-    proxy_accepted: int
-    #: Connections refused (untrusted peer, policy, bad header, timeout, I/O error).
-    proxy_refused: int
-    #: Refusals counted by exception class name.
-    proxy_refusals: collections.Counter[str]
+    #: Accepted and refused connections, refusals by reason, headers being read.
+    proxy_stats: ProxyStats
 
     def __init__(
         self,
@@ -375,12 +383,10 @@ class ProxyProtocolMixIn:
         if max_size is not _UNSET:
             self.proxy_max_size = max_size
         PolicyReader(Policy.REQUIRE, max_size=self.proxy_max_size)  # validate max_size
-        self.proxy_accepted = 0
-        self.proxy_refused = 0
-        self.proxy_refusals = collections.Counter()
+        self.proxy_stats = ProxyStats()
         self._proxy_lock = threading.Lock()
         self._proxy_policies: dict[object, Policy] = {}
-        self._proxy_infos: dict[object, tuple[Optional[ProxyHeader], object]] = {}
+        self._proxy_infos: dict[object, ProxyInfo] = {}
         super().__init__(*args, **kwargs)
 
     # -- hooks of socketserver.BaseServer ------------------------------------------------
@@ -400,21 +406,27 @@ class ProxyProtocolMixIn:
     def finish_request(self, request: Any, client_address: Any) -> None:
         """Read the header under the chosen policy, then run the handler (or refuse)."""
         chosen = self._proxy_policies.pop(request, None)
+        stats = self.proxy_stats
+        with self._proxy_lock:
+            stats.pending += 1
         try:
             if chosen is None:  # a server loop that skipped verify_request
                 chosen = _decide(request, client_address, None, self._proxy_trusted(),
                                  self.proxy_policy, self.proxy_untrusted_policy)
             reader = _read_per_policy(request, chosen, self.proxy_header_timeout,
                                       self.proxy_max_size)
-            header = reader.header
+            header, received = reader.header, reader.received
             local = request.getsockname()
         except (ProxyProtocolError, OSError) as exc:  # TimeoutError is an OSError
             self._proxy_refuse(request, client_address, exc)
             return
+        finally:
+            with self._proxy_lock:
+                stats.pending -= 1
         client, destination = resolve_addresses(header, client_address, local)
         with self._proxy_lock:
-            self.proxy_accepted += 1
-        self._proxy_infos[request] = (header, destination)
+            stats.accepted += 1
+        info = self._proxy_infos[request] = ProxyInfo(header, received, client, destination)
         factory: Any = self.RequestHandlerClass  # type: ignore[attr-defined]
         if isinstance(factory, type):
             # Build the handler as type.__call__ would, with the attributes set before
@@ -422,8 +434,9 @@ class ProxyProtocolMixIn:
             cls: Any = factory
             handler = cls.__new__(cls, request, client, self)
             if isinstance(handler, cls):
-                handler.proxy_header = header
-                handler.proxy_destination = destination
+                handler.proxy_header = info.header
+                handler.proxy_header_received = info.received
+                handler.proxy_destination = info.destination
                 handler.__init__(request, client, self)
             return
         factory(request, client, self)
@@ -437,8 +450,8 @@ class ProxyProtocolMixIn:
 
     # -- the mix-in's own API ------------------------------------------------------------
 
-    def proxy_info(self, request: Any) -> tuple[Optional[ProxyHeader], object]:
-        """``(header, destination)`` for a connection being handled.
+    def proxy_info(self, request: Any) -> ProxyInfo:
+        """What was learnt about a connection being handled.
 
         Raises:
             KeyError: ``request`` is not a connection being handled.
@@ -451,8 +464,8 @@ class ProxyProtocolMixIn:
 
         The connection is closed afterwards by the server.
         """
-        logger.info("refused connection from %s: %s: %s", _show(client_address),
-                    type(exc).__name__, exc)
+        logger.info("refused connection from %s: %s (%s)", show_address(client_address),
+                    refusal_reason(exc), exc)
 
     def _proxy_trusted(self) -> TrustedProxies:
         trusted = self.proxy_trusted
@@ -461,30 +474,12 @@ class ProxyProtocolMixIn:
 
     def _proxy_refuse(self, request: Any, client_address: Any, exc: BaseException) -> None:
         with self._proxy_lock:
-            self.proxy_refused += 1
-            self.proxy_refusals[type(exc).__name__] += 1
+            self.proxy_stats.refused[refusal_reason(exc)] += 1
         self.handle_proxy_refusal(request, client_address, exc)
 
 
 # ---------------------------------------------------------------------------------------
 # Sending
-
-
-def _header_bytes(header: HeaderSource) -> bytes:
-    """The header as bytes, checked to be exactly one valid PROXY header."""
-    if isinstance(header, ProxyHeader):
-        return header.to_bytes()
-    if not isinstance(header, (bytes, bytearray, memoryview)):
-        raise TypeError(f"header must be bytes or a ProxyHeader, not {type(header).__name__}")
-    data = bytes(header)
-    parsed = _impl.parse(data)  # raises ProxyProtocolError (a ValueError) when invalid
-    if parsed.length != len(data):
-        raise ValueError(f"header holds {len(data) - parsed.length} byte(s) after the header")
-    return data
-
-
-def _inet(address: Any) -> tuple[str, int]:
-    return (address[0].partition("%")[0], address[1])
 
 
 def header_from_socket(
@@ -513,20 +508,12 @@ def header_from_socket(
         ValueError: ``version`` is not 1 or 2, v1 for a UDP socket, or TLVs with v1.
         OSError: the socket is not connected.
     """
-    if version not in (1, 2):
-        raise ValueError(f"version must be 1 or 2, not {version!r}")
-    tlvs = tuple(tlvs)
-    if version == 1 and (tlvs or crc32c):
-        raise ValueError("v1 headers carry no TLVs")
-    if sock.family not in (socket.AF_INET, socket.AF_INET6):
-        return _impl.encode_v1(None, None) if version == 1 else _impl.encode_v2(None, None)
-    peer, own = _inet(sock.getpeername()), _inet(sock.getsockname())
-    source, destination = (peer, own) if accepted else (own, peer)
-    if version == 1:
-        if sock.type != socket.SOCK_STREAM:
-            raise ValueError("v1 headers describe TCP only; use version=2 for UDP")
-        return _impl.encode_v1(source, destination)
-    return _impl.encode_v2(source, destination, transport=sock.type, tlvs=tlvs, crc32c=crc32c)
+    if accepted:
+        source, destination = sock.getpeername(), sock.getsockname()
+    else:
+        source, destination = sock.getsockname(), sock.getpeername()
+    return encode_for_addresses(source, destination, version=version, transport=sock.type,
+                                tlvs=tlvs, crc32c=crc32c)
 
 
 def connect(
@@ -556,12 +543,12 @@ def connect(
         OSError: the connection failed. ValueError, TypeError: an invalid header (checked
             before connecting when it is not a callable).
     """
-    data = None if callable(header) else _header_bytes(header)
+    data = None if callable(header) else checked_header_bytes(header)
     sock = socket.create_connection(address, timeout, source_address)
     try:
         if data is None:
             assert callable(header)
-            data = _header_bytes(header(sock))
+            data = checked_header_bytes(header(sock))
         sock.sendall(data)
     except BaseException:
         sock.close()
@@ -630,7 +617,7 @@ def send_datagram(
     Returns:
         The number of bytes sent.
     """
-    data = _header_bytes(header) + bytes(payload)
+    data = checked_header_bytes(header) + bytes(payload)
     if address is None:
         return sock.send(data)
     return sock.sendto(data, address)
