@@ -55,14 +55,15 @@ class InvalidHeader(ProxyProtocolError):
     offset: int | None
 
     def __init__(self, message: str, offset: int | None = None) -> None:
+        self._message = message
         if offset is not None:
             message = f"{message} (offset {offset})"
         super().__init__(message)
         self.offset = offset
 
-    def __reduce__(self) -> tuple[type[InvalidHeader], tuple[str]]:
-        # The message already carries the offset; keep pickling simple.
-        return (type(self), (str(self),))
+    def __reduce__(self) -> tuple[type[InvalidHeader], tuple[str, int | None]]:
+        # Rebuild from the bare message and the offset, so a copy keeps ``offset``.
+        return (type(self), (self._message, self.offset))
 
 
 class HeaderTooLarge(InvalidHeader):
