@@ -1,7 +1,8 @@
 """What a refused connection costs a proxyproto.aio server, and what a header-timeout
 flood holds. Loopback only, bounded in count and time.
 
-The server runs in a child process (so its CPU time and memory are its own, read from
+A plain ``asyncio.start_server`` that closes every connection at once gives the
+baseline. The server runs in a child process (so its CPU time and memory are its own, read from
 /proc); this process plays the clients:
 
 1. cost: N connections of each kind, a few at a time: untrusted peers (closed before
@@ -13,7 +14,7 @@ The server runs in a child process (so its CPU time and memory are its own, read
    connection, whether a legitimate client was still served during the flood (and how
    fast), and that every stalled connection was dropped at the deadline.
 
-Usage: python3 benchmarks/aio_refusal.py [--count 2000] [--flood 5000] [--timeout 3]
+Usage: python3 benchmarks/aio_refusal.py [--count 2000] [--flood 5000] [--timeout 5]
 """
 
 from __future__ import annotations
@@ -48,8 +49,13 @@ async def main():
             pass
         finally:
             writer.close()
-    server = await aio.start_server(cb, "127.0.0.1", 0, trusted=[sys.argv[1]],
-                                    timeout=float(sys.argv[2]), backlog=4096)
+    if sys.argv[3] == "plain":  # baseline: asyncio alone, closing every connection at once
+        server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0,
+                                            backlog=4096)
+        server.proxy_stats = aio.ProxyStats()
+    else:
+        server = await aio.start_server(cb, "127.0.0.1", 0, trusted=[sys.argv[1]],
+                                        timeout=float(sys.argv[2]), backlog=4096)
     print(server.sockets[0].getsockname()[1], flush=True)
     loop = asyncio.get_running_loop()
     while True:
@@ -75,9 +81,9 @@ def proc_usage(pid: int) -> tuple[float, int]:
 
 
 class Server:
-    def __init__(self, timeout: float) -> None:
+    def __init__(self, timeout: float, mode: str = "proxy") -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", SERVER, TRUSTED, str(timeout)],
+            [sys.executable, "-c", SERVER, TRUSTED, str(timeout), mode],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         assert self.proc.stdout is not None
         self.port = int(self.proc.stdout.readline())
@@ -194,6 +200,14 @@ async def flood(server: Server, count: int, timeout: float) -> dict[str, Any]:
 
 
 async def main(args: argparse.Namespace) -> None:
+    plain = Server(args.timeout, "plain")
+    try:
+        await one("plain", plain.port)  # warm-up
+        result = await cost(plain, "plain", args.count)
+        result["kind"] = "baseline: plain asyncio server closing at once"
+        print(json.dumps(result), flush=True)
+    finally:
+        plain.stop()
     server = Server(args.timeout)
     try:
         await one("accepted", server.port)  # warm-up
@@ -209,7 +223,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--count", type=int, default=2000, help="connections per kind")
     parser.add_argument("--flood", type=int, default=5000, help="stalled connections")
-    parser.add_argument("--timeout", type=float, default=3.0, help="server header timeout (s)")
+    parser.add_argument("--timeout", type=float, default=5.0, help="server header timeout (s)")
     arguments = parser.parse_args()
     if not (1 <= arguments.count <= 100_000 and 1 <= arguments.flood <= 15_000):
         parser.error("--count must be 1..100000 and --flood 1..15000")
