@@ -185,7 +185,8 @@ async def flood(server: Server, count: int, timeout: float) -> dict[str, Any]:
         legit_start = time.perf_counter()
         legit = await one("accepted", server.port)
         legit_ms = (time.perf_counter() - legit_start) * 1000
-        await asyncio.sleep(max(0.0, timeout - (time.perf_counter() - start)) + 1.5)
+        # wait until the last stalled connection is past its deadline, plus a margin
+        await asyncio.sleep(max(0.0, start + opened + timeout - time.perf_counter()) + 1.5)
         after = server.stats()
     finally:
         for sock in socks:
