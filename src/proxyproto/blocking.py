@@ -58,6 +58,7 @@ __all__ = [
     "header_from_socket",
     "read_header",
     "recv_datagram",
+    "resolve_addresses",
     "send_datagram",
 ]
 
@@ -282,7 +283,7 @@ def handle_connection(
     Returns:
         The header whose addresses apply, or ``None``: use the socket's own addresses
         (no header under an optional policy, ``IGNORE``, ``SKIP``). A ``LOCAL`` header is
-        returned as is; :func:`proxyproto.resolve_addresses` gives the effective pair.
+        returned as is; :func:`resolve_addresses` gives the effective pair.
 
     Raises:
         UntrustedPeer: the peer is not trusted and no policy applies (nothing was read).
