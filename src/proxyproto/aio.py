@@ -20,7 +20,7 @@ import logging
 import socket
 import ssl as _ssl
 from collections.abc import Awaitable, Iterable
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Optional, Union, cast
 
 from ._adapters import ProxyStats, encode_for_addresses
 from ._adapters import checked_header_bytes as _header_bytes
@@ -122,8 +122,11 @@ class _HeldEvents(asyncio.BufferedProtocol):
         self.lost: tuple[Exception | None] | None = None
         self._chunk = bytearray(2**16)
 
-    def get_buffer(self, sizehint: int) -> bytearray:
-        return self._chunk
+    def get_buffer(self, sizehint: int) -> memoryview:
+        # A memoryview, not the bytearray: asyncio's SSL protocol (3.11+) slices the buffer
+        # to read several TLS records in one go, and slicing a bytearray copies, so the
+        # later records were lost (NUL bytes delivered instead; CPython issue 156275).
+        return memoryview(self._chunk)
 
     def buffer_updated(self, nbytes: int) -> None:
         self.data += self._chunk[:nbytes]
@@ -169,8 +172,7 @@ class ProxyProtocolLayer(asyncio.Protocol):
     # -- asyncio callbacks ------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        self._transport = transport = cast(asyncio.Transport, transport)  # uvloop's too
         config = self._config
         self._peer = peer = transport.get_extra_info("peername")
         try:
@@ -548,7 +550,7 @@ class _HeaderSender(asyncio.Protocol):
         self.error: BaseException | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        transport = cast(asyncio.Transport, transport)
         try:
             spec = self._header(transport) if callable(self._header) else self._header
             data = _header_bytes(spec)
@@ -602,7 +604,6 @@ async def create_connection(
     raw, _ = await loop.create_connection(lambda: sender, *address, **kwargs)
     if sender.error is not None:
         raise sender.error
-    assert isinstance(raw, asyncio.Transport)
     protocol = protocol_factory()
     if not ssl:
         raw.set_protocol(protocol)
@@ -616,7 +617,7 @@ async def create_connection(
     held = _HeldEvents()
     tls = await loop.start_tls(raw, held, context, server_hostname=server_hostname,
                                ssl_handshake_timeout=ssl_handshake_timeout)
-    assert isinstance(tls, asyncio.Transport)
+    tls = cast(asyncio.Transport, tls)
     held.hand_over(protocol, tls, tls)
     return tls, protocol
 
