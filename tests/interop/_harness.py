@@ -500,10 +500,10 @@ class Capture:
             except (ConnectionError, asyncio.TimeoutError) as exc:
                 received.error = exc
             finally:
-                results.append(received)
                 writer.close()
-                with contextlib.suppress(ConnectionError, ssl.SSLError):
-                    await writer.wait_closed()
+                with contextlib.suppress(ConnectionError, ssl.SSLError, asyncio.TimeoutError):
+                    await asyncio.wait_for(writer.wait_closed(), IO_TIMEOUT)
+                results.append(received)
 
         listener = self.sink.listener.dup()
         try:
@@ -708,15 +708,15 @@ all_modes = pytest.mark.parametrize("mode", Capture.MODES)
 
 
 def receive(sink: Sink, mode: str, send: Callable[[bytes], ClientResult], *,
-            tls: Optional[ssl.SSLContext] = None) -> tuple[proxyproto.ProxyHeader, Received,
-                                                           ClientResult]:
+            tls: Optional[ssl.SSLContext] = None, size: int = 24 * 1024
+            ) -> tuple[proxyproto.ProxyHeader, Received, ClientResult]:
     """Send a fresh payload through a real sender into ``sink``'s ``mode`` server.
 
     Requires the server to accept the connection, the bytes after the header to be the
     payload exactly (for a raw capture: at ``header.length``), and the client to get the
     server's reply back through the proxy.
     """
-    payload = make_payload()
+    payload = make_payload(size)
     with Capture(sink, mode, tls=tls) as capture:
         client = send(payload)
         received = capture.result()

@@ -121,18 +121,28 @@ class PKI:
     server_pem: Path  # certificate then key, as HAProxy's ``crt`` wants
     client_cert: Path
     client_key: Path
+    #: A self-signed client certificate (not from our CA) and what ``openssl verify``
+    #: says of it against our CA (the X509_V_ERR code HAProxy should report).
+    rogue_cert: Path
+    rogue_key: Path
+    rogue_verify_error: int
     #: The server certificate's key and signature algorithms, named as HAProxy's
     #: ``cert-key`` and ``cert-sig`` options name them (from ``openssl x509 -text``).
     server_key_alg: str
     server_sig_alg: str
 
-    def client_context(self, *, certificate: bool = True, alpn: tuple[str, ...] = (),
-                       max_version: Optional[ssl.TLSVersion] = None) -> ssl.SSLContext:
-        """A TLS client context that trusts our CA, optionally with our client cert."""
+    def client_context(self, *, certificate: Optional[str] = "client", alpn: tuple[str, ...] = (),
+                       max_version: Optional[ssl.TLSVersion] = None, sni: bool = True
+                       ) -> ssl.SSLContext:
+        """A TLS client context that trusts our CA, with a client certificate
+        (``"client"``: ours, ``"rogue"``: the self-signed one, ``None``: none)."""
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         context.load_verify_locations(self.ca)
-        if certificate:
+        context.check_hostname = sni
+        if certificate == "client":
             context.load_cert_chain(self.client_cert, self.client_key)
+        elif certificate == "rogue":
+            context.load_cert_chain(self.rogue_cert, self.rogue_key)
         if alpn:
             context.set_alpn_protocols(list(alpn))
         if max_version is not None:
@@ -187,11 +197,20 @@ def pki(openssl_bin: str, interop_dir: Path) -> PKI:
         run("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
             "-CAcreateserial", "-out", f"{name}.crt", "-days", "2", "-sha256",
             "-extfile", f"{name}.ext")
+    run("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+        "-keyout", "rogue.key", "-out", "rogue.crt", "-days", "2",
+        "-subj", "/CN=rogue interop client", "-addext", "extendedKeyUsage=clientAuth")
+    verdict = subprocess.run([openssl_bin, "verify", "-CAfile", "ca.crt", "rogue.crt"],
+                             cwd=home, capture_output=True, text=True, timeout=60, check=False)
+    rogue_error = re.search(r"error (\d+) at", verdict.stdout + verdict.stderr)
+    assert verdict.returncode != 0 and rogue_error, verdict
     (home / "srv.pem").write_text((home / "srv.crt").read_text() + (home / "srv.key").read_text())
     key_alg, sig_alg = _haproxy_cert_names(run("x509", "-in", "srv.crt", "-noout", "-text"))
     return PKI(ca=home / "ca.crt", server_cert=home / "srv.crt", server_key=home / "srv.key",
                server_pem=home / "srv.pem",
                client_cert=home / "cli.crt", client_key=home / "cli.key",
+               rogue_cert=home / "rogue.crt", rogue_key=home / "rogue.key",
+               rogue_verify_error=int(rogue_error[1]),
                server_key_alg=key_alg, server_sig_alg=sig_alg)
 
 
@@ -255,6 +274,8 @@ def haproxy_sender_cases(pki: PKI) -> list[SenderCase]:
         SenderCase("tls_ssl_cn", "127.0.0.1", "send-proxy-v2-ssl-cn", tls),
         SenderCase("tls_all", "127.0.0.1", f"send-proxy-v2 proxy-v2-options {ALL_V2_OPTIONS}",
                    tls, (f"unique-id-format {UNIQUE_ID_FORMAT}",)),
+        SenderCase("tls_ignore_err", "127.0.0.1", "send-proxy-v2-ssl-cn",
+                   f"{tls} ca-ignore-err all crt-ignore-err all"),
         # the header in clear, then TLS to the backend: our servers' TLS-after-header
         SenderCase("tls_backend", "127.0.0.1",
                    f"send-proxy-v2 ssl verify required ca-file {pki.ca} sni str({SERVER_NAME})"),
