@@ -108,7 +108,8 @@ async def tls_handshake_over(sock: socket.socket, client_ctx: ssl.SSLContext, fi
             if not data:
                 raise ConnectionResetError("closed during the handshake") from None
             incoming.write(data)
-    tls_object.write(message)
+    for piece in (message[:1], message[1:]):  # two TLS records, sent with the client's
+        tls_object.write(piece)  # Finished in one segment: both reach the app in order
     await loop.sock_sendall(sock, outgoing.read())
     answer = b""
     while not answer.endswith(b"\n"):
