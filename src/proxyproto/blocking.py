@@ -340,7 +340,10 @@ class ProxyProtocolMixIn:
     A handler built by a factory rather than a class (``functools.partial``) can ask
     ``self.server.proxy_info(self.request)`` for the same, as a :class:`ProxyInfo`.
 
-    Keyword args (each also settable as a class attribute with a ``proxy_`` prefix):
+    Each keyword argument can also be set as a class attribute with a ``proxy_`` prefix
+    (``proxy_trusted``, ``proxy_policy``...); the other arguments go to the server class.
+
+    Args:
         trusted: the networks allowed to send a header (required).
         policy: the policy for trusted peers, or a callable ``(peer, local) -> Policy``
             (default ``REQUIRE``).
