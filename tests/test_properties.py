@@ -133,10 +133,11 @@ def damaged_corpus(draw: st.DrawFn) -> bytes:
     """A corpus header (real senders' bytes among them) with a few bytes overwritten, and
     perhaps cut short or extended."""
     wire = bytearray(draw(st.sampled_from(SMALL_CORPUS)))
-    for _ in range(draw(st.integers(1, 3))):
+    for _ in range(draw(st.integers(0, 3))):
         wire[draw(st.integers(0, len(wire) - 1))] = draw(st.integers(0, 255))
-    end = draw(st.integers(0, len(wire) + 8))
-    return bytes(wire[:end]) + bytes(max(0, end - len(wire)))
+    if draw(st.booleans()):
+        return bytes(wire[: draw(st.integers(0, len(wire) - 1))])
+    return bytes(wire) + draw(st.binary(max_size=8))
 
 
 SMALL_CORPUS = [case.data for case in VALID if len(case.data) < 400]
