@@ -447,9 +447,13 @@ async def start_server(
 
     Args:
         client_connected_cb: a function or coroutine function, as for asyncio.
-        host, port, limit, **kwargs: as for ``asyncio.start_server``.
-        trusted, policy, untrusted_policy, timeout, max_size, ssl,
-            ssl_handshake_timeout, stats: see :func:`wrap_protocol_factory` (``ssl``
+        host: as for ``asyncio.start_server``.
+        port: as for ``asyncio.start_server``.
+        limit: the stream buffer limit, as for ``asyncio.start_server``.
+        kwargs: other ``asyncio.start_server`` arguments (``backlog``, ``sock``...).
+        trusted: the peers allowed to send a header. ``policy``, ``untrusted_policy``,
+            ``timeout``, ``max_size``, ``ssl``, ``ssl_handshake_timeout`` and ``stats``
+            are those of :func:`wrap_protocol_factory` (``ssl``
             starts TLS after the header).
 
     Returns:
@@ -517,8 +521,9 @@ def uvicorn_http_protocol(
     Args:
         http: uvicorn's HTTP implementation: ``"auto"``, ``"h11"``, ``"httptools"`` or
             a protocol class.
-        trusted, policy, untrusted_policy, timeout, max_size, ssl,
-            ssl_handshake_timeout, stats: see :func:`wrap_protocol_factory`.
+        trusted: the peers allowed to send a header. ``policy``, ``untrusted_policy``,
+            ``timeout``, ``max_size``, ``ssl``, ``ssl_handshake_timeout`` and ``stats``
+            are those of :func:`wrap_protocol_factory`.
 
     Returns:
         The protocol factory for ``uvicorn.Config(http=...)``; ``.stats`` holds the
@@ -581,7 +586,9 @@ async def create_connection(
 
     Args:
         protocol_factory: makes the protocol.
-        host, port, **kwargs: as for ``loop.create_connection``.
+        host: as for ``loop.create_connection``.
+        port: as for ``loop.create_connection``.
+        kwargs: other ``loop.create_connection`` arguments.
         header: the header: encoded bytes (checked: exactly one valid header), a
             ``ProxyHeader``, or a function of the connected raw transport returning
             either (to build it from the connection's own addresses).
@@ -633,7 +640,10 @@ async def open_connection(
     """``asyncio.open_connection`` that sends a PROXY header first, in one write.
 
     Args:
-        host, port, limit, **kwargs: as for ``asyncio.open_connection``; ``ssl`` starts
+        host: as for ``asyncio.open_connection``.
+        port: as for ``asyncio.open_connection``.
+        limit: as for ``asyncio.open_connection``.
+        kwargs: as for ``asyncio.open_connection``; ``ssl`` starts
             TLS after the header.
         header: see :func:`create_connection`.
 
@@ -775,12 +785,15 @@ async def create_datagram_endpoint(
 
     Each datagram is judged on its own: its source address picks the policy (as for
     stream connections), its header is parsed from its first bytes. Refused datagrams
-    are dropped, logged and counted in ``protocol``'s layer's ``stats``.
+    are dropped, logged and counted in the layer's :class:`ProxyStats`.
 
     Args:
         protocol_factory: makes the application's ``DatagramProtocol``.
-        local_addr, remote_addr, **kwargs: as for ``loop.create_datagram_endpoint``.
-        trusted, policy, untrusted_policy, max_size, stats: see
+        local_addr: as for ``loop.create_datagram_endpoint``.
+        remote_addr: as for ``loop.create_datagram_endpoint``.
+        kwargs: other ``loop.create_datagram_endpoint`` arguments.
+        trusted: the peers allowed to send a header. ``policy``, ``untrusted_policy``,
+            ``max_size`` and ``stats``: see
             :func:`wrap_protocol_factory`.
 
     Returns:
