@@ -101,3 +101,36 @@ def test_send_writes_header_and_data_in_one_write(capsys: pytest.CaptureFixture[
     header = proxyproto.parse(received[0])
     assert header.source == ("203.0.113.9", 4000)
     assert received[0][header.length :] == b"PING"
+
+
+def test_whoami_answers_trusted_clients_and_refuses_others() -> None:
+    import subprocess
+
+    server = subprocess.Popen(
+        [sys.executable, "-m", "proxyproto", "whoami", "--listen", "127.0.0.1:0",
+         "--trusted", "127.0.0.1/32", "--max-connections", "1", "--read-timeout", "0.5"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None
+        banner = server.stdout.readline()
+        port = int(banner.split(",")[0].rsplit(":", 1)[1])
+        # An untrusted peer (127.0.0.3) is closed without an answer.
+        with socket.create_connection(("127.0.0.1", port), timeout=5,
+                                      source_address=("127.0.0.3", 0)) as untrusted:
+            untrusted.sendall(proxyproto.encode_v1(("198.51.100.1", 1), ("10.0.0.1", 2)))
+            assert untrusted.recv(4096) == b""
+        wire = proxyproto.encode_v2(("203.0.113.9", 4000), ("10.0.0.1", 443))
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as client:
+            client.sendall(wire + b"GET / HTTP/1.1\r\n\r\n")
+            answer = b""
+            while chunk := client.recv(4096):
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 200 OK")
+        assert b"you are:      203.0.113.9:4000" in answer
+        assert server.wait(timeout=10) == 0
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+        if server.stdout is not None:
+            server.stdout.close()

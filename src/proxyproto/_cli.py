@@ -1,11 +1,15 @@
 """The ``proxyproto`` command: decode, encode and send PROXY headers; show what a proxy sends.
 
+``proxyproto whoami`` runs a small server (``proxyproto.aio``) that answers every
+accepted connection with what it learnt: the original client, the header and its TLVs.
+
 It is a thin argparse layer over the public API.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import socket
 import sys
@@ -216,6 +220,91 @@ def _cmd_send(args: argparse.Namespace) -> int:
     return 0
 
 
+_HTTP_METHODS = (b"GET ", b"HEAD ", b"POST ", b"PUT ", b"DELETE ", b"OPTIONS ", b"PATCH ")
+
+
+def _whoami_report(writer: Any, first_bytes: bytes) -> str:
+    header = writer.get_extra_info("proxy_header")
+    lines = [f"you are:      {_show(writer.get_extra_info('peername')[:2])}",
+             f"you reached:  {_show(writer.get_extra_info('sockname')[:2])}"]
+    if header is None:
+        lines.append("PROXY header: none was read (the connection's own addresses apply)")
+    else:
+        buffer = io.StringIO()
+        _print_text(header, b"", buffer)
+        lines.append("PROXY header: " + buffer.getvalue().rstrip().replace("\n", "\n  "))
+    if first_bytes:
+        lines.append(f"you sent:     {first_bytes[:200]!r}")
+    return "\n".join(lines) + "\n"
+
+
+async def _whoami(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from . import aio
+    from ._policy import Policy
+
+    remaining = [args.max_connections]
+    done = asyncio.Event()
+
+    async def handle(reader: Any, writer: Any) -> None:
+        try:
+            try:
+                first = await asyncio.wait_for(reader.read(4096), timeout=args.read_timeout)
+            except (asyncio.TimeoutError, ConnectionError):
+                first = b""
+            report = _whoami_report(writer, first)
+            print(report, flush=True)
+            body = report.encode()
+            if first.startswith(_HTTP_METHODS):
+                body = (b"HTTP/1.1 200 OK\r\ncontent-type: text/plain; charset=utf-8\r\n"
+                        b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body)) + body
+            writer.write(body)
+            await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+            if remaining[0] is not None:
+                remaining[0] -= 1
+                if remaining[0] <= 0:
+                    done.set()
+
+    untrusted = None if args.untrusted == "close" else Policy[args.untrusted.upper()]
+    ssl_context = None
+    if args.tls_cert:
+        import ssl
+
+        ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ssl_context.load_cert_chain(args.tls_cert, args.tls_key)
+    host, port = args.listen
+    server = await aio.start_server(
+        handle, host, port, trusted=args.trusted, policy=Policy[args.policy.upper()],
+        untrusted_policy=untrusted, timeout=args.timeout, ssl=ssl_context)
+    bound = server.sockets[0].getsockname()
+    print(f"proxyproto whoami listening on {_show(bound[:2])}, trusting "
+          f"{', '.join(args.trusted)}", flush=True)
+    async with server:
+        if remaining[0] is None:
+            await server.serve_forever()
+        else:
+            await done.wait()
+    return 0
+
+
+def _cmd_whoami(args: argparse.Namespace) -> int:
+    import asyncio
+
+    if not args.trusted:
+        print("proxyproto: give at least one --trusted network (the proxies allowed to "
+              "send headers)", file=sys.stderr)
+        return 2
+    try:
+        return asyncio.run(_whoami(args))
+    except KeyboardInterrupt:
+        return 130
+
+
 def _add_header_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--v1", dest="version", action="store_const", const=1, default=2,
                         help="write a v1 (text) header instead of v2")
@@ -265,6 +354,27 @@ def build_parser() -> argparse.ArgumentParser:
                       help="stop after this many response bytes")
     send.add_argument("--no-read", action="store_true", help="do not wait for a response")
     send.set_defaults(handler=_cmd_send)
+
+    whoami = commands.add_parser(
+        "whoami", help="run a small server that shows each client what its proxy sent")
+    whoami.add_argument("--listen", type=_parse_address, default=("127.0.0.1", 8000),
+                        metavar="HOST:PORT", help="address to listen on (default 127.0.0.1:8000)")
+    whoami.add_argument("--trusted", action="append", default=[], metavar="CIDR",
+                        help="a network allowed to send headers (repeatable; required)")
+    whoami.add_argument("--policy", default="require",
+                        choices=["require", "use", "ignore", "reject", "skip"],
+                        help="policy for trusted peers (default: require)")
+    whoami.add_argument("--untrusted", default="close",
+                        choices=["close", "skip", "ignore", "reject"],
+                        help="what to do with other peers (default: close at once)")
+    whoami.add_argument("--timeout", type=float, default=5.0, help="header timeout in seconds")
+    whoami.add_argument("--read-timeout", type=float, default=1.0,
+                        help="how long to wait for the client's first bytes")
+    whoami.add_argument("--tls-cert", help="serve TLS after the header with this certificate")
+    whoami.add_argument("--tls-key", help="the certificate's private key")
+    whoami.add_argument("--max-connections", type=int, default=None,
+                        help="exit after answering this many connections")
+    whoami.set_defaults(handler=_cmd_whoami)
     return parser
 
 
