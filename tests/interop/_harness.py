@@ -414,7 +414,7 @@ class Capture:
         if conn is None:
             return Received(self.mode)
         with conn:
-            received = Received(self.mode, socket_peer=conn.getpeername())
+            received = Received(self.mode, socket_peer=peer_of(conn))
             if self.mode == "raw":
                 received.raw = recv_until(conn, self.until)
                 if received.raw.endswith(self.until):
@@ -428,7 +428,7 @@ class Capture:
             received.served = True
             received.header = header
             received.peername, received.sockname = effective_addresses(
-                header, conn.getpeername(), conn.getsockname())
+                header, peer_of(conn), conn.getsockname())
             stream: socket.socket = conn
             if self.tls is not None:
                 stream = self.tls.wrap_socket(conn, server_side=True)
@@ -448,7 +448,7 @@ class Capture:
                                     header=getattr(self, "proxy_header", None),
                                     peername=self.client_address,
                                     sockname=getattr(self, "proxy_destination", None),
-                                    socket_peer=self.request.getpeername())
+                                    socket_peer=peer_of(self.request))
                 self.request.settimeout(IO_TIMEOUT)
                 received.payload = recv_until(self.request, until)
                 if received.payload.endswith(until):
@@ -527,6 +527,14 @@ class Capture:
 
 class RefusedConnection(Exception):
     """A server of ours refused the connection (the reasons it counted)."""
+
+
+def peer_of(conn: socket.socket) -> Any:
+    """The connection's peer address, or ``None`` once it was reset (a health check)."""
+    try:
+        return conn.getpeername()
+    except OSError:
+        return None
 
 
 def effective_addresses(header: Optional[proxyproto.ProxyHeader], peer: Any, local: Any

@@ -373,7 +373,11 @@ def haproxy_checks(haproxy_bin: str, interop_dir: Path) -> Iterator[Peer]:
     run_dir = interop_dir / "checks"
     run_dir.mkdir(exist_ok=True)
     sinks = {name: Sink("127.0.0.1") for name in HEALTH_CHECK_CASES}
-    sections = [HAPROXY_PREAMBLE]
+    # HAProxy refuses to start without a listener: give it one that nobody uses
+    idle = run_dir / "idle.sock"
+    idle.unlink(missing_ok=True)
+    sections = [HAPROXY_PREAMBLE, f"frontend idle\n    bind unix@{idle} mode 600\n"
+                                  f"    tcp-request connection reject\n"]
     for name, options in HEALTH_CHECK_CASES.items():
         sections.append(f"backend {name}\n"
                         f"    server sink {sinks[name].config_address} check inter 300ms "
@@ -383,6 +387,7 @@ def haproxy_checks(haproxy_bin: str, interop_dir: Path) -> Iterator[Peer]:
     log = run_dir / "haproxy.log"
     process = Process([haproxy_bin, "-db", "-f", str(config)], log)
     try:
+        process.wait_ready(unix=[idle])
         yield Peer(process, log, {}, sinks)
     finally:
         process.stop()
