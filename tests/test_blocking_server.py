@@ -72,15 +72,8 @@ class Records:
 def serve_app(sock: socket.socket, record: Record, records: Records) -> None:
     """The application: read to EOF, record, answer b"ok"."""
     records.add(record)
-    sock.settimeout(10)
-    chunks = []
+    record.data = read_all(sock, 10)
     with contextlib.suppress(OSError):
-        while True:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            chunks.append(chunk)
-        record.data = b"".join(chunks)
         sock.sendall(b"ok")
 
 
