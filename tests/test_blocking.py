@@ -296,6 +296,8 @@ def test_read_header_timeout_argument() -> None:
             blocking.read_header(a, timeout="1")  # type: ignore[arg-type]
         b.sendall(V1 + APP)
         assert blocking.read_header(a, timeout=None).source == SRC4  # no deadline at all
+        b.sendall(V2)
+        assert blocking.read_header(a, timeout=float("inf")).source == SRC6
         b.close()
         assert rest(a) == APP
 

@@ -350,6 +350,23 @@ def test_mixin_callable_policy_never_believes_an_untrusted_peer() -> None:
     assert server.proxy_stats.refused == {"untrusted": 1}
 
 
+def test_mixin_policy_callable_that_fails_refuses_and_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def choose(peer: Any, local: Any) -> Policy:
+        if peer[0] == UNTRUSTED_V4:
+            raise RuntimeError("policy bug")
+        return Policy.REQUIRE
+
+    with running("mixin", ["127.0.0.1"], trusted=[TRUSTED_V4], policy=choose) as (server,):
+        port = server.server_address[1]
+        _, failed = play(UNTRUSTED_V4, port, Kind("v1", V1, (V1 + PAYLOAD,)))
+        _, answer = play(TRUSTED_V4, port, Kind("v1", V1, (V1 + PAYLOAD,)))
+    assert (failed, answer) == (b"", b"ok")
+    assert server.proxy_stats.refused == {"error": 1}
+    assert any("policy bug" in record.getMessage() for record in caplog.records)
+
+
 def test_mixin_configuration() -> None:
     with pytest.raises(TypeError):
         MixInServer(("127.0.0.1", 0), RecordingHandler)  # trusted= is required

@@ -104,7 +104,9 @@ class _Deadline:
                 raise TypeError(f"timeout must be a number or None, not {type(timeout).__name__}")
             if not timeout > 0:
                 raise ValueError(f"timeout must be positive, not {timeout!r}")
-        self._end = None if timeout is None else time.monotonic() + timeout
+        self._end: Optional[float] = None  # None or infinity: no deadline
+        if timeout is not None and timeout != float("inf"):
+            self._end = time.monotonic() + timeout
 
     def arm(self, sock: socket.socket) -> None:
         """Set the socket's timeout to what is left; raise ``TimeoutError`` when none is."""
@@ -400,7 +402,7 @@ class ProxyProtocolMixIn:
         try:
             chosen = _decide(request, client_address, None, self._proxy_trusted(),
                              self.proxy_policy, self.proxy_untrusted_policy)
-        except (UntrustedPeer, OSError) as exc:
+        except Exception as exc:  # untrusted, a vanished peer, or a policy callable failed
             self._proxy_refuse(request, client_address, exc)
             return False
         self._proxy_policies[request] = chosen
@@ -468,8 +470,13 @@ class ProxyProtocolMixIn:
 
         The connection is closed afterwards by the server.
         """
+        reason = refusal_reason(exc)
+        if reason == "error":  # not the peer's doing: a bug, e.g. in a policy callable
+            logger.error("refused connection from %s: %r", show_address(client_address), exc,
+                         exc_info=exc)
+            return
         logger.info("refused connection from %s: %s (%s)", show_address(client_address),
-                    refusal_reason(exc), exc)
+                    reason, exc)
 
     def _proxy_trusted(self) -> TrustedProxies:
         trusted = self.proxy_trusted
