@@ -405,6 +405,34 @@ def test_handle_connection_callable_policy(listener: socket.socket) -> None:
         assert rest(sock) == APP
 
 
+def test_handle_connection_ipv4_mapped_peer_of_a_dual_stack_socket() -> None:
+    """A dual-stack listener reports IPv4 peers as ::ffff:a.b.c.d: trusted as IPv4."""
+    try:
+        listener = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    except OSError:
+        pytest.skip("no IPv6")
+    with listener:
+        try:
+            listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            listener.bind(("::ffff:127.0.0.1", 0))
+        except OSError as exc:
+            pytest.skip(f"no dual-stack loopback: {exc}")
+        listener.listen()
+        listener.settimeout(5)
+        for source, trusted in [(TRUSTED_V4, True), (UNTRUSTED_V4, False)]:
+            with socket.create_connection(("127.0.0.1", listener.getsockname()[1]), timeout=5,
+                                          source_address=(source, 0)) as client:
+                client.sendall(V1 + APP)
+                sock, peer = listener.accept()
+                with sock:
+                    assert peer[0] == "::ffff:" + source
+                    if trusted:
+                        assert served(sock, peer).source == SRC4
+                    else:
+                        with pytest.raises(UntrustedPeer):
+                            served(sock, peer)
+
+
 def test_handle_connection_peer_defaults_to_getpeername(listener: socket.socket) -> None:
     with connection(listener, [V1]) as (sock, _):
         assert blocking.handle_connection(sock, trusted=[TRUSTED_V4]).source == SRC4
