@@ -59,6 +59,14 @@ def refused_at_once(impl: ModuleType, data: bytes, offset: int) -> None:
         impl.parse(data[:-1])
 
 
+def needed_is_exact(impl: ModuleType, data: bytes) -> None:
+    """From byte 16 on, ``needed`` is exactly what is left of the header (contract)."""
+    for cut in range(16, len(data)):
+        with pytest.raises(IncompleteHeader) as info:
+            impl.parse(data[:cut])
+        assert info.value.needed == len(data) - cut
+
+
 @pytest.mark.parametrize("case", V2_VALID, ids=case_id)
 def test_v2_valid_corpus(impl: ModuleType, case: object) -> None:
     check_valid(impl.parse, case.data, case.expected)  # type: ignore[attr-defined]
@@ -237,10 +245,7 @@ def test_r39_length_is_big_endian_and_exact(impl: ModuleType) -> None:
     data = v2(0x21, 0x11, body)
     assert data[14:16] == b"\x01\x2c"  # 300, not 0x2c01
     assert impl.parse(data + b"app").length == 316
-    for cut in range(16, len(data)):
-        with pytest.raises(IncompleteHeader) as info:
-            impl.parse(data[:cut])
-        assert info.value.needed == len(data) - cut
+    needed_is_exact(impl, data)
 
 
 # [SPEC §2.2] LOCAL: receivers MUST honour len and must not assume 0 (go-proxyproto#12:
@@ -248,8 +253,8 @@ def test_r39_length_is_big_endian_and_exact(impl: ModuleType) -> None:
 def test_r40_local_honours_len(impl: ModuleType) -> None:
     valid, _ = check_rule(impl.parse, "R-40")
     assert valid
-    for body in (b"", BLOCK4, BLOCK4 + tlv(0x04, b"pad"), b"\x00\x01\x02"):
-        family = 0x11 if body[:12] == BLOCK4 else 0x00 if not body else 0x21
+    for family, body in ((0x00, b""), (0x11, BLOCK4), (0x11, BLOCK4 + tlv(0x04, b"pad")),
+                         (0x21, b"\x00\x01\x02")):
         data = v2(0x20, family, body)
         stream = data + b"GET / HTTP/1.1\r\n"
         result = impl.parse(stream)
@@ -298,11 +303,7 @@ def test_r44_no_address_before_whole_block(impl: ModuleType) -> None:
     _, invalid = check_rule(impl.parse, "R-44")
     assert invalid
     for family_byte, (_, _, block) in FAMILY_BYTES.items():
-        data = v2(0x21, family_byte, b"\x01" * block)
-        for cut in range(16, len(data)):
-            with pytest.raises(IncompleteHeader) as info:
-                impl.parse(data[:cut])
-            assert info.value.needed == len(data) - cut
+        needed_is_exact(impl, v2(0x21, family_byte, b"\x01" * block))
 
 
 # [SPEC §2.2] Detection: v2 is SIG plus a version nibble 2 ((b[12] & 0xF0) == 0x20, A-18);
