@@ -677,28 +677,32 @@ def tls_exchange(address: TCPAddress, payload: bytes, context: ssl.SSLContext,
     return result
 
 
-def http_request(address: Address, prefix: bytes, *, host: str = "interop.test",
-                 source: Optional[str] = None, pause_after: Optional[int] = None) -> bytes:
-    """Send ``prefix`` then a GET request; return the whole response (b"" if refused).
+def request(address: Address, prefix: bytes, data: bytes = b"", *,
+            source: Optional[str] = None, pause_after: Optional[int] = None) -> ClientResult:
+    """Send ``prefix + data`` and read the answer until EOF (``b""`` when refused).
 
     With ``pause_after``, the first ``pause_after`` bytes go in one write and the rest in
     a second write half a second later (to show what a split header does to a receiver).
     """
-    request = f"GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode()
-    data = prefix + request
+    whole = prefix + data
     with connect(address, source) as sock:
+        result = ClientResult(sock.getsockname(), sock.getpeername(), b"")
         try:
             if pause_after is None:
-                sock.sendall(data)
+                sock.sendall(whole)
             else:
-                sock.sendall(data[:pause_after])
+                sock.sendall(whole[:pause_after])
                 time.sleep(0.5)
-                sock.sendall(data[pause_after:])
+                sock.sendall(whole[pause_after:])
         except (BrokenPipeError, ConnectionResetError):
-            return b""
-        response = recv_all(sock)
+            return result
+        result.reply = recv_all(sock)
         linger_zero(sock)
-    return response
+    return result
+
+
+#: A minimal HTTP request, for the HTTP receivers (HAProxy in ``mode http``, nginx http).
+HTTP_GET = b"GET / HTTP/1.1\r\nHost: interop.test\r\nConnection: close\r\n\r\n"
 
 
 def http_body(response: bytes) -> bytes:
