@@ -196,8 +196,9 @@ def test_r2_one_receiver_accepts_both_formats(impl: ModuleType) -> None:
 
 # [SPEC §2, §5]: configuration decides, never the payload. The policy is
 # chosen from the peer address and configuration before a byte is read; the core has no
-# "header if it looks like one" entry point. (The adapters apply it: tests/test_aio*.py,
-# tests/test_blocking*.py.)
+# "header if it looks like one" entry point. (The adapters apply it:
+# test_blocking.py::test_handle_connection_untrusted_closed_before_reading,
+# test_blocking_server.py::test_matrix, test_aio_matrix.py.)
 def test_r61_policy_decided_before_reading(impl: ModuleType) -> None:
     trusted = TrustedProxies(["10.0.0.0/8"])
     assert decide_policy(("10.1.2.3", 40000), ("10.0.0.1", 443), trusted=trusted) \
@@ -208,7 +209,9 @@ def test_r61_policy_decided_before_reading(impl: ModuleType) -> None:
 
 
 # [SPEC §2, §5]: only known sources may send a header; the socket peer is
-# checked against trusted networks before any header address is believed.
+# checked against trusted networks before any header address is believed (on sockets:
+# test_blocking.py::test_handle_connection_untrusted_header_never_believed,
+# test_hostile.py::test_handle_connection_spoofing_peer_is_closed_unread).
 def test_r11_only_trusted_sources(impl: ModuleType) -> None:
     trusted = TrustedProxies(["192.0.2.0/24", "2001:db8::/32", "198.51.100.7"])
     inside: list[object] = ["192.0.2.1", "::ffff:192.0.2.200",

@@ -74,8 +74,9 @@ def test_reader_every_valid_case_in_two_chunks(routed: ModuleType, case: Valid) 
 
 
 # [SPEC §2, §2.1] R-3: the header comes first, and the receiver takes exactly it. Reading
-# ``needed`` bytes at a time never takes a byte past the header (the blocking adapter's
-# contract, checked on real sockets in tests/test_blocking*.py).
+# ``needed`` bytes at a time never takes a byte past the header. On sockets:
+# test_blocking.py::test_read_header_leaves_exactly_the_app_bytes_from_the_same_segment;
+# the sender side: test_aio.py::test_open_connection_sends_the_header_first_in_one_write.
 @pytest.mark.parametrize("case", VALID, ids=case_id)
 def test_r3_needed_never_reads_past_the_header(routed: ModuleType, case: Valid) -> None:
     for trailer in TRAILERS:
@@ -86,7 +87,9 @@ def test_r3_needed_never_reads_past_the_header(routed: ModuleType, case: Valid) 
 
 
 # [SPEC §2]: partial headers are tolerated: buffered across reads until
-# complete, and refused as soon as a byte cannot match.
+# complete, and refused as soon as a byte cannot match. On sockets, with EOF and the
+# deadline: test_blocking.py::test_read_header_split_across_writes,
+# ::test_read_header_eof_mid_header; test_hostile.py.
 def test_r6_partial_headers_are_buffered(routed: ModuleType) -> None:
     data = v2(0x21, 0x11, bytes(12) + tlv(0x01, b"h2"))
     reader = HeaderReader()
@@ -112,7 +115,8 @@ def test_a1_early_rejection_while_buffering(routed: ModuleType) -> None:
         assert not reader.done and reader.header is None
 
 
-# [SPEC §2] R-7: nothing reaches the application before the header is complete and valid.
+# [SPEC §2] R-7: nothing reaches the application before the header is complete and valid
+# (server-speaks-first: test_aio.py::test_server_speaks_first_waits_for_the_header).
 def test_r7_nothing_released_before_complete(routed: ModuleType) -> None:
     data = b"PROXY TCP4 192.0.2.1 198.51.100.2 51000 443\r\nEHLO client\r\n"
     reader = HeaderReader()
@@ -134,7 +138,8 @@ def test_r7_nothing_released_before_complete(routed: ModuleType) -> None:
 
 # [SPEC §2] R-8: a header deadline, if any, is at least 3 s (one TCP retransmit). The core
 # has no clock; the default the adapters use is checked here, its enforcement in
-# tests/test_aio*.py and tests/test_blocking*.py.
+# test_blocking.py::test_slow_loris_does_not_extend_the_deadline and
+# test_hostile.py::test_read_header_slow_loris_hits_the_deadline.
 def test_r8_default_timeout_at_least_3_seconds() -> None:
     assert isinstance(DEFAULT_TIMEOUT, float)
     assert DEFAULT_TIMEOUT >= 3.0
@@ -142,7 +147,8 @@ def test_r8_default_timeout_at_least_3_seconds() -> None:
 
 # [SPEC §2, §5] R-10: the receiver never guesses. The reader refuses bytes that are not a
 # header; it never passes them on as application data. (Optional-header policies live in
-# the policy layer and the adapters, decided from configuration: .)
+# the policy layer and the adapters, decided from configuration, and
+# test_blocking_server.py::test_matrix, test_aio_matrix.py.)
 def test_r10_reader_never_guesses(routed: ModuleType) -> None:
     for data in (b"GET / HTTP/1.1\r\n\r\n", b"\x16\x03\x01\x00\x10", b"SSH-2.0-x\r\n"):
         reader = HeaderReader()
@@ -153,7 +159,9 @@ def test_r10_reader_never_guesses(routed: ModuleType) -> None:
 
 
 # the cap is checked as soon as the length field is known, before the body
-# is buffered; the reader's default is 4096; v1 is always 107.
+# is buffered; the reader's default is 4096; v1 is always 107. On sockets:
+# test_hostile.py::test_read_header_oversize_v2_refused_from_the_fixed_part,
+# ::test_read_header_endless_v1_line_buffers_at_most_107_bytes.
 def test_r65_cap_checked_before_buffering(routed: ModuleType) -> None:
     assert DEFAULT_MAX_SIZE == 4096
     reader = HeaderReader()

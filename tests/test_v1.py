@@ -200,7 +200,8 @@ def test_r24_no_crlf_within_107_bytes(impl: ModuleType) -> None:
 
 # [SPEC §2.1] A receiver *may* reject an incomplete line. proxyproto is tolerant (R-6,
 # a partial line is IncompleteHeader, and the I/O adapters bound the wait with a
-# deadline and EOF (covered by tests/test_aio*.py and tests/test_blocking*.py).
+# deadline and EOF (test_blocking.py::test_read_header_eof_mid_header,
+# test_hostile.py::test_read_header_just_short_then_silence_then_close).
 def test_r25_incomplete_line_is_incomplete_not_invalid(impl: ModuleType) -> None:
     for case in V1_VALID:
         for cut in (1, 5, 6, len(case.data) // 2, len(case.data) - 1):

@@ -89,7 +89,8 @@ def test_r4_header_carries_family_type_addresses_ports(impl: ModuleType) -> None
 
 # [SPEC §2] UDP: the header and its payload are in the same datagram, and every datagram
 # is parsed on its own. parse is stateless, so that holds by construction; the datagram
-# endpoint is covered by tests/test_aio*.py.
+# endpoints: test_aio.py::test_udp_each_datagram_carries_its_header,
+# test_blocking.py::test_datagrams_are_parsed_independently.
 def test_r9_each_datagram_parsed_independently(impl: ModuleType) -> None:
     valid, _ = check_rule(impl.parse, "R-9")
     assert valid
@@ -298,7 +299,7 @@ def test_r43_unix_addresses_are_108_bytes(impl: ModuleType) -> None:
 
 # [SPEC §2.2] No address is parsed before the whole block is in; a partial header is never
 # a header. (Rejecting it at EOF or at the deadline is the adapters' job:
-# tests/test_aio*.py, tests/test_blocking*.py.)
+# test_blocking.py::test_read_header_eof_mid_header, test_hostile.py.)
 def test_r44_no_address_before_whole_block(impl: ModuleType) -> None:
     _, invalid = check_rule(impl.parse, "R-44")
     assert invalid
