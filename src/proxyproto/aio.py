@@ -426,13 +426,6 @@ async def start_server(
     port: int | None = None,
     *,
     trusted: Trusted,
-    policy: ConnectionPolicy = Policy.REQUIRE,
-    untrusted_policy: Policy | None = None,
-    timeout: float = DEFAULT_TIMEOUT,
-    max_size: int = DEFAULT_MAX_SIZE,
-    ssl: _ssl.SSLContext | None = None,
-    ssl_handshake_timeout: float | None = None,
-    stats: ProxyStats | None = None,
     limit: int = _STREAM_LIMIT,
     **kwargs: Any,
 ) -> asyncio.Server:
@@ -449,12 +442,12 @@ async def start_server(
         client_connected_cb: a function or coroutine function, as for asyncio.
         host: as for ``asyncio.start_server``.
         port: as for ``asyncio.start_server``.
+        trusted: the peers allowed to send a header (``TrustedProxies`` or CIDR strings).
         limit: the stream buffer limit, as for ``asyncio.start_server``.
-        kwargs: other ``asyncio.start_server`` arguments (``backlog``, ``sock``...).
-        trusted: the peers allowed to send a header. ``policy``, ``untrusted_policy``,
-            ``timeout``, ``max_size``, ``ssl``, ``ssl_handshake_timeout`` and ``stats``
-            are those of :func:`wrap_protocol_factory` (``ssl``
-            starts TLS after the header).
+        kwargs: ``policy``, ``untrusted_policy``, ``timeout``, ``max_size``, ``ssl``
+            (TLS after the header), ``ssl_handshake_timeout`` and ``stats``, as for
+            :func:`wrap_protocol_factory`; the others (``backlog``, ``sock``,
+            ``reuse_port``...) go to ``loop.create_server``.
 
     Returns:
         The ``asyncio.Server``, with a ``proxy_stats`` attribute.
@@ -465,10 +458,7 @@ async def start_server(
         reader = asyncio.StreamReader(limit=limit, loop=loop)
         return asyncio.StreamReaderProtocol(reader, client_connected_cb, loop=loop)
 
-    return await create_server(
-        streams, host, port, trusted=trusted, policy=policy,
-        untrusted_policy=untrusted_policy, timeout=timeout, max_size=max_size, ssl=ssl,
-        ssl_handshake_timeout=ssl_handshake_timeout, stats=stats, **kwargs)
+    return await create_server(streams, host, port, trusted=trusted, **kwargs)
 
 
 class UvicornHTTPProtocol:
@@ -501,13 +491,7 @@ def uvicorn_http_protocol(
     *,
     trusted: Trusted,
     http: str | Callable[..., asyncio.Protocol] = "auto",
-    policy: ConnectionPolicy = Policy.REQUIRE,
-    untrusted_policy: Policy | None = None,
-    timeout: float = DEFAULT_TIMEOUT,
-    max_size: int = DEFAULT_MAX_SIZE,
-    ssl: _ssl.SSLContext | None = None,
-    ssl_handshake_timeout: float | None = None,
-    stats: ProxyStats | None = None,
+    **options: Any,
 ) -> UvicornHTTPProtocol:
     """Serve uvicorn behind a PROXY-protocol proxy: pass the result as ``http=``.
 
@@ -519,11 +503,11 @@ def uvicorn_http_protocol(
     the header), not to uvicorn's ``ssl_*`` options (those start TLS first).
 
     Args:
+        trusted: the peers allowed to send a header (``TrustedProxies`` or CIDR strings).
         http: uvicorn's HTTP implementation: ``"auto"``, ``"h11"``, ``"httptools"`` or
             a protocol class.
-        trusted: the peers allowed to send a header. ``policy``, ``untrusted_policy``,
-            ``timeout``, ``max_size``, ``ssl``, ``ssl_handshake_timeout`` and ``stats``
-            are those of :func:`wrap_protocol_factory`.
+        options: ``policy``, ``untrusted_policy``, ``timeout``, ``max_size``, ``ssl``,
+            ``ssl_handshake_timeout`` and ``stats``, as for :func:`wrap_protocol_factory`.
 
     Returns:
         The protocol factory for ``uvicorn.Config(http=...)``; ``.stats`` holds the
@@ -532,10 +516,9 @@ def uvicorn_http_protocol(
     Raises:
         ImportError: uvicorn is not installed (with a named implementation).
         KeyError: an unknown implementation name.
+        TypeError: an unknown option.
     """
-    config = _Config(trusted=trusted, policy=policy, untrusted_policy=untrusted_policy,
-                     timeout=timeout, max_size=max_size, ssl=ssl,
-                     ssl_handshake_timeout=ssl_handshake_timeout, stats=stats)
+    config = wrap_protocol_factory(asyncio.Protocol, trusted=trusted, **options)._config
     if isinstance(http, str):
         uvicorn_config: Any = importlib.import_module("uvicorn.config")
         importer: Any = importlib.import_module("uvicorn.importer")
