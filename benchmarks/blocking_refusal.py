@@ -12,6 +12,10 @@ second. Cases:
 * ``invalid``: a trusted peer that sends a malformed v1 line;
 * ``accepted``: the baseline, a valid v1 header and a one-byte answer from the handler.
 
+Then, in this process, the PROXY part alone: ``read_header`` refusing bytes that wait on
+a socketpair (nothing is consumed when they cannot be a header, so the same bytes serve
+every call): one peek and one parse, no thread, no connection set-up.
+
 Usage: ``python3 benchmarks/blocking_refusal.py [--seconds 2] [--case untrusted ...]``.
 Bounded: each case runs ``--seconds`` (default 2) and at most ``--max`` connections.
 """
@@ -27,7 +31,7 @@ import struct
 import time
 from typing import Any
 
-from proxyproto import IMPLEMENTATION, blocking, encode_v1
+from proxyproto import IMPLEMENTATION, ProxyProtocolError, blocking, encode_v1
 
 TRUSTED, UNTRUSTED = "127.0.0.2", "127.0.0.3"
 CASES = {
@@ -105,6 +109,18 @@ def main() -> None:
         stats = results_r.recv() if results_r.poll(10) else None
         child.join(10)
     print(f"server stats: {stats}")
+    print("read_header alone, refusing bytes already received (socketpair):")
+    for name in ("no_header", "invalid"):
+        a, b = socket.socketpair()
+        with a, b:
+            b.sendall(CASES[name][1])
+            count, start = 0, time.perf_counter()
+            while count < 200_000 and time.perf_counter() - start < args.seconds:
+                with contextlib.suppress(ProxyProtocolError):
+                    blocking.read_header(a, timeout=5)
+                count += 1
+            elapsed = time.perf_counter() - start
+        print(f"  {name:10s} {elapsed / count * 1e6:8.1f} us each ({count} calls)")
 
 
 if __name__ == "__main__":
