@@ -292,6 +292,10 @@ HAPROXY_ECHO = (
     "[%[src]] [%[src_port]] [%[dst]] [%[dst_port]] [%[fc_rcvd_proxy]] "
     "[%[fc_pp_authority]] [%[fc_pp_unique_id]]\\n"
 )
+#: The same, behind TLS (TLS after the header), with what HAProxy saw of the TLS.
+HAPROXY_TLS_ECHO = (
+    "[%[src]] [%[src_port]] [%[dst]] [%[dst_port]] [%[ssl_fc]] [%[ssl_fc_sni]]\\n"
+)
 
 
 def start_haproxy(haproxy_bin: str, run_dir: Path, pki: PKI, sinks: dict[str, Sink]) -> Peer:
@@ -325,6 +329,16 @@ frontend echo
     log-format "ok [%ci] [%cp] [%fi] [%fp] [%[fc_rcvd_proxy]] [%[fc_pp_authority]]"
     error-log-format "fail [%[fc_err]] [%[fc_err_str]]"
     http-request return status 200 content-type text/plain lf-string "{HAPROXY_ECHO}"
+""")
+    tls_echo_port = pick_port("127.0.0.1")
+    frontends["echo_tls"] = ("127.0.0.1", tls_echo_port)
+    tcp.append(("127.0.0.1", tls_echo_port))
+    sections.append(f"""\
+frontend echo_tls
+    mode http
+    bind 127.0.0.1:{tls_echo_port} accept-proxy ssl crt {pki.server_pem} alpn http/1.1
+    timeout http-request 5s
+    http-request return status 200 content-type text/plain lf-string "{HAPROXY_TLS_ECHO}"
 """)
     config = run_dir / "haproxy.cfg"
     config.write_text("".join(sections))
