@@ -209,6 +209,39 @@ def test_tls_protocol_wrapper_and_failed_handshake(
     assert record.data == b"data over tls"
 
 
+@pytest.mark.skipif(not hasattr(asyncio.StreamWriter, "start_tls"), reason="Python 3.11+")
+def test_starttls_inside_the_application(tls: tuple[ssl.SSLContext, ssl.SSLContext]) -> None:
+    """An SMTP-like STARTTLS upgrade on the proxied transport keeps the original peer."""
+    server_ctx, client_ctx = tls
+
+    async def cb(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        assert await reader.readline() == b"STARTTLS\n"
+        writer.write(b"go\n")
+        await writer.drain()
+        await writer.start_tls(server_ctx)  # type: ignore[attr-defined]
+        await echo_tls_cb(reader, writer)
+
+    async def main() -> bytes:
+        server = await aio.start_server(cb, "127.0.0.1", 0, trusted=["127.0.0.1"], timeout=1)
+        try:
+            reader, writer = await aio.open_connection("127.0.0.1", port_of(server),
+                                                       header=HEADER)
+            writer.write(b"STARTTLS\n")
+            assert await reader.readline() == b"go\n"
+            await writer.start_tls(client_ctx, server_hostname="localhost")  # type: ignore[attr-defined]
+            writer.write(b"secret\n")
+            answer = await reader.read()
+            writer.close()
+            with contextlib.suppress(ssl.SSLError, ConnectionError):
+                await writer.wait_closed()
+            return answer
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    assert run(main()).startswith(b"192.0.2.10 40000 TLSv1.")
+
+
 # -- clients ------------------------------------------------------------------------------
 
 

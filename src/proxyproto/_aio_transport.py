@@ -80,6 +80,19 @@ class ForwardingTransport(asyncio.Transport):
         """The transport underneath (plain TCP, or TLS over it)."""
         return self._transport
 
+    @property
+    def _start_tls_compatible(self) -> bool:
+        # loop.start_tls checks this flag: STARTTLS works if the real transport allows it
+        return bool(getattr(self._transport, "_start_tls_compatible", False))
+
+    def _force_close(self, exc: BaseException | None) -> None:
+        # asyncio's SSLProtocol calls this (private) method of its transport on fatal errors
+        force_close = getattr(self._transport, "_force_close", None)
+        if force_close is not None:
+            force_close(exc)
+        else:
+            self._transport.abort()
+
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return self._transport.get_extra_info(name, default)
 
@@ -194,8 +207,6 @@ class TLSFeedTransport(ForwardingTransport):
     before anything the socket still holds.
     """
 
-    _start_tls_compatible = True  # checked by loop.start_tls
-
     __slots__ = ("_leftover", "_protocol", "_switched")
 
     def __init__(self, transport: asyncio.Transport, leftover: bytes) -> None:
@@ -221,11 +232,3 @@ class TLSFeedTransport(ForwardingTransport):
                 feed_protocol(self._protocol, leftover)
         if not self._transport.is_closing():
             self._transport.resume_reading()
-
-    def _force_close(self, exc: BaseException | None) -> None:
-        # asyncio's SSLProtocol calls this (private) method of its transport on fatal errors
-        force_close = getattr(self._transport, "_force_close", None)
-        if force_close is not None:
-            force_close(exc)
-        else:
-            self._transport.abort()
