@@ -163,6 +163,9 @@ CASES: dict[str, Case] = {
     "v2-command-2": Case(with_command(proxyproto.encode_v2(*V4), 0x22),
                          ours=proxyproto.InvalidHeader, haproxy=Refused(HA_INVALID),
                          **nginx_only(NOTHING)),
+    # the spec lets a receiver ignore an UNSPEC block; HAProxy refuses PROXY with it
+    "v2-proxy-unspec": Case(proxyproto.V2_SIGNATURE + b"\x21\x00\x00\x00",
+                            haproxy=Refused(HA_INVALID), **nginx_only(NOTHING)),
     # the spec says to ignore what follows UNKNOWN; HAProxy refuses it
     "v1-unknown-with-addresses": Case(b"PROXY UNKNOWN 192.0.2.1 198.51.100.2 51000 443\r\n",
                                       haproxy=Refused(HA_UNHANDLED), **nginx_only(NOTHING)),
