@@ -336,35 +336,32 @@ def test_mixin_untrusted_ipv6_peer_is_closed_before_reading() -> None:
     assert server.proxy_stats.refused == {"untrusted": 1}
 
 
-def test_mixin_callable_policy_never_believes_an_untrusted_peer() -> None:
-    def choose(peer: Any, local: Any) -> Policy:
-        return Policy.USE
+def always_use(peer: Any, local: Any) -> Policy:
+    return Policy.USE  # even for the untrusted peer: never believed
 
+
+def fails_for_untrusted(peer: Any, local: Any) -> Policy:
+    if peer[0] == UNTRUSTED_V4:
+        raise RuntimeError("policy bug")
+    return Policy.REQUIRE
+
+
+@pytest.mark.parametrize(("choose", "reason"), [(always_use, "untrusted"),
+                                                (fails_for_untrusted, "error")])
+def test_mixin_policy_callable(choose: Any, reason: str,
+                               caplog: pytest.LogCaptureFixture) -> None:
+    """A callable's USE for an untrusted peer closes it; a callable that raises refuses
+    (counted as "error", logged) and the server goes on."""
     with running("mixin", ["127.0.0.1"], trusted=[TRUSTED_V4], policy=choose) as (server,):
         port = server.server_address[1]
-        _, trusted_answer = play(TRUSTED_V4, port, Kind("v1", V1, (V1 + PAYLOAD,)))
         _, untrusted_answer = play(UNTRUSTED_V4, port, Kind("v1", V1, (V1 + PAYLOAD,)))
+        _, trusted_answer = play(TRUSTED_V4, port, Kind("v1", V1, (V1 + PAYLOAD,)))
     assert (trusted_answer, untrusted_answer) == (b"ok", b"")
     (record,) = server.records.by_port.values()
     assert record.client == ("192.0.2.10", 40000)
-    assert server.proxy_stats.refused == {"untrusted": 1}
-
-
-def test_mixin_policy_callable_that_fails_refuses_and_goes_on(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    def choose(peer: Any, local: Any) -> Policy:
-        if peer[0] == UNTRUSTED_V4:
-            raise RuntimeError("policy bug")
-        return Policy.REQUIRE
-
-    with running("mixin", ["127.0.0.1"], trusted=[TRUSTED_V4], policy=choose) as (server,):
-        port = server.server_address[1]
-        _, failed = play(UNTRUSTED_V4, port, Kind("v1", V1, (V1 + PAYLOAD,)))
-        _, answer = play(TRUSTED_V4, port, Kind("v1", V1, (V1 + PAYLOAD,)))
-    assert (failed, answer) == (b"", b"ok")
-    assert server.proxy_stats.refused == {"error": 1}
-    assert any("policy bug" in record.getMessage() for record in caplog.records)
+    assert server.proxy_stats.refused == {reason: 1}
+    if reason == "error":
+        assert any("policy bug" in line.getMessage() for line in caplog.records)
 
 
 def test_mixin_configuration() -> None:
