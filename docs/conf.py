@@ -12,7 +12,7 @@ author = "The proxyproto developers"
 copyright = "2026, The proxyproto developers"
 release = "0.1.0.dev0"
 
-extensions = ["sphinx.ext.autodoc", "sphinx.ext.intersphinx", "sphinx.ext.viewcode"]
+extensions = ["sphinx.ext.autodoc", "sphinx.ext.napoleon", "sphinx.ext.intersphinx", "sphinx.ext.viewcode"]
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"
 autodoc_default_options = {"undoc-members": False}

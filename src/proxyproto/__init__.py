@@ -32,10 +32,14 @@ from ._policy import (
     DEFAULT_TIMEOUT,
     ConnectionPolicy,
     Policy,
+    PolicyReader,
     PolicyViolation,
     TrustedProxies,
     UntrustedPeer,
+    accept_datagram,
     apply_policy,
+    decide_policy,
+    resolve_addresses,
 )
 from ._reader import DEFAULT_MAX_SIZE, HeaderReader
 
@@ -62,6 +66,10 @@ __all__ = [
     "Policy",
     "ConnectionPolicy",
     "apply_policy",
+    "decide_policy",
+    "PolicyReader",
+    "resolve_addresses",
+    "accept_datagram",
     # errors
     "ProxyProtocolError",
     "IncompleteHeader",
