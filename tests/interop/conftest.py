@@ -15,7 +15,7 @@ import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import pytest
 
@@ -238,6 +238,19 @@ class Peer:
             return log.read().decode(errors="replace")
 
 
+def run_peer(start: Callable[[], Peer], sinks: dict[str, Sink]) -> Iterator[Peer]:
+    """Start a peer (retrying with fresh ports), yield it, then stop it and close its sinks."""
+    try:
+        peer = start_with_retries(start)
+        try:
+            yield peer
+        finally:
+            peer.process.stop()
+    finally:
+        for sink in sinks.values():
+            sink.close()
+
+
 def _bind(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
@@ -302,6 +315,14 @@ def start_haproxy(haproxy_bin: str, run_dir: Path, pki: PKI, sinks: dict[str, Si
     """Write the sender/receiver configuration with fresh ports and start HAProxy."""
     frontends: dict[str, Address] = {}
     tcp: list[TCPAddress] = []
+
+    def listen(name: str, host: str = "127.0.0.1") -> str:
+        # an IPv4-mapped address shares the IPv4 port space: pick the port there
+        port = pick_port("127.0.0.1" if host.startswith("::ffff:") else host)
+        frontends[name] = (host, port)
+        tcp.append((host, port))
+        return _bind(host, port)
+
     sections = [HAPROXY_PREAMBLE]
     for case in haproxy_sender_cases(pki):
         if case.bind == "unix":
@@ -310,33 +331,24 @@ def start_haproxy(haproxy_bin: str, run_dir: Path, pki: PKI, sinks: dict[str, Si
             frontends[case.name] = str(path)
             bind = f"unix@{path} mode 600"
         else:
-            port = pick_port("127.0.0.1" if case.bind.startswith("::ffff:") else case.bind)
-            frontends[case.name] = (case.bind, port)
-            tcp.append((case.bind, port))
-            bind = _bind(case.bind, port)
+            bind = listen(case.name, case.bind)
         body = [f"listen {case.name}", f"    bind {bind} {case.bind_options}".rstrip(),
                 *(f"    {line}" for line in case.lines),
                 f"    server sink {sinks[case.name].config_address} {case.server}"]
         sections.append("\n".join(body) + "\n")
-    echo_port = pick_port("127.0.0.1")
-    frontends["echo"] = ("127.0.0.1", echo_port)
-    tcp.append(("127.0.0.1", echo_port))
     sections.append(f"""\
 frontend echo
     mode http
-    bind 127.0.0.1:{echo_port} accept-proxy
+    bind {listen("echo")} accept-proxy
     timeout http-request 5s
     log-format "ok [%ci] [%cp] [%fi] [%fp] [%[fc_rcvd_proxy]] [%[fc_pp_authority]]"
     error-log-format "fail [%[fc_err]] [%[fc_err_str]]"
     http-request return status 200 content-type text/plain lf-string "{HAPROXY_ECHO}"
 """)
-    tls_echo_port = pick_port("127.0.0.1")
-    frontends["echo_tls"] = ("127.0.0.1", tls_echo_port)
-    tcp.append(("127.0.0.1", tls_echo_port))
     sections.append(f"""\
 frontend echo_tls
     mode http
-    bind 127.0.0.1:{tls_echo_port} accept-proxy ssl crt {pki.server_pem} alpn http/1.1
+    bind {listen("echo_tls")} accept-proxy ssl crt {pki.server_pem} alpn http/1.1
     timeout http-request 5s
     http-request return status 200 content-type text/plain lf-string "{HAPROXY_TLS_ECHO}"
 """)
@@ -362,15 +374,7 @@ def haproxy(haproxy_bin: str, interop_dir: Path, pki: PKI) -> Iterator[Peer]:
     run_dir = interop_dir / "haproxy"
     run_dir.mkdir()
     sinks = {case.name: Sink("127.0.0.1") for case in haproxy_sender_cases(pki)}
-    try:
-        peer = start_with_retries(lambda: start_haproxy(haproxy_bin, run_dir, pki, sinks))
-        try:
-            yield peer
-        finally:
-            peer.process.stop()
-    finally:
-        for sink in sinks.values():
-            sink.close()
+    yield from run_peer(lambda: start_haproxy(haproxy_bin, run_dir, pki, sinks), sinks)
 
 
 #: The health-check backends: the check interval is short so a test need not wait long.
@@ -491,15 +495,7 @@ def nginx(nginx_bin: str, interop_dir: Path) -> Iterator[Peer]:
     run_dir = interop_dir / "nginx"
     run_dir.mkdir()
     sinks = {name: Sink("127.0.0.1") for name in NGINX_SENDERS}
-    try:
-        peer = start_with_retries(lambda: start_nginx(nginx_bin, run_dir, sinks))
-        try:
-            yield peer
-        finally:
-            peer.process.stop()
-    finally:
-        for sink in sinks.values():
-            sink.close()
+    yield from run_peer(lambda: start_nginx(nginx_bin, run_dir, sinks), sinks)
 
 
 @pytest.fixture(scope="session")

@@ -38,30 +38,21 @@ def mapped(host: str) -> str:
     return socket.inet_ntop(socket.AF_INET6, ipaddress.IPv6Address(f"::ffff:{host}").packed)
 
 
-@all_modes
-@pytest.mark.parametrize("version", [1, 2])
-def test_ipv4_frontend(haproxy: Peer, mode: str, version: int) -> None:
-    name = f"v{version}_ipv4"
-    header, received, client = receive(haproxy.sinks[name], mode, through(haproxy, name))
-    assert header.version == version
-    assert (header.command, header.family, header.transport) == (
-        Command.PROXY, socket.AF_INET, socket.SOCK_STREAM)
-    assert header.source == client.sockname and header.source[0] == CLIENT_V4
-    assert header.destination == client.peername == haproxy.frontends[name]
-    assert header.tlvs == ()
-    check_adapter_view(received, haproxy.sinks[name])
+FAMILIES = {"ipv4": (socket.AF_INET, CLIENT_V4), "ipv6": (socket.AF_INET6, "::1")}
 
 
-@needs_ipv6
 @all_modes
 @pytest.mark.parametrize("version", [1, 2])
-def test_ipv6_frontend(haproxy: Peer, mode: str, version: int) -> None:
-    name = f"v{version}_ipv6"
+@pytest.mark.parametrize("family", ["ipv4", pytest.param("ipv6", marks=needs_ipv6)])
+def test_frontend(haproxy: Peer, mode: str, version: int, family: str) -> None:
+    """A client of an IPv4 or IPv6 frontend: its own address and real source port."""
+    name = f"v{version}_{family}"
     header, received, client = receive(haproxy.sinks[name], mode, through(haproxy, name))
+    address_family, client_host = FAMILIES[family]
     assert header.version == version
     assert (header.command, header.family, header.transport) == (
-        Command.PROXY, socket.AF_INET6, socket.SOCK_STREAM)
-    assert header.source == client.sockname[:2] and header.source[0] == "::1"
+        Command.PROXY, address_family, socket.SOCK_STREAM)
+    assert header.source == client.sockname[:2] and header.source[0] == client_host
     assert header.destination == client.peername[:2] == haproxy.frontends[name]
     assert header.tlvs == ()
     check_adapter_view(received, haproxy.sinks[name])

@@ -16,7 +16,7 @@ from typing import Callable, Optional
 
 import pytest
 
-from proxyproto import Command, ProxyHeader, SSLClient, SSLSubtype, TLVType
+from proxyproto import Command, ProxyHeader, SSLClient, SSLInfo, SSLSubtype, TLVType
 
 from ._harness import (
     ClientResult,
@@ -80,21 +80,29 @@ def common_checks(header: ProxyHeader, client: ClientResult, variant: TLSClient)
     assert info.version == client.tls_version
 
 
+def tls_case(haproxy: Peer, pki: PKI, name: str, mode: str, tls: TLSClient
+             ) -> tuple[ProxyHeader, SSLInfo, ClientResult]:
+    """One TLS connection through frontend ``name`` into ``mode``'s server, with the
+    checks every TLS case shares; returns the header, its SSL TLV and the client."""
+    header, received, client = receive(haproxy.sinks[name], mode,
+                                       tls.sender(haproxy, pki, name))
+    common_checks(header, client, tls)
+    check_adapter_view(received, haproxy.sinks[name])
+    info = header.ssl
+    assert info is not None
+    return header, info, client
+
+
 @all_modes
 @clients
 def test_send_proxy_v2_ssl(haproxy: Peer, pki: PKI, mode: str, variant: str) -> None:
     """``send-proxy-v2-ssl``: ALPN (when negotiated) and SSL with the VERSION sub-TLV."""
     tls = CLIENTS[variant]
-    header, received, client = receive(haproxy.sinks["tls_ssl"], mode,
-                                       tls.sender(haproxy, pki, "tls_ssl"))
-    common_checks(header, client, tls)
+    header, info, _ = tls_case(haproxy, pki, "tls_ssl", mode, tls)
     expected = ([TLVType.ALPN] if tls.alpn else []) + [TLVType.SSL]
     assert [tlv.type for tlv in header.tlvs] == expected
-    info = header.ssl
-    assert info is not None
     assert [sub.type for sub in info.sub_tlvs] == [SSLSubtype.VERSION]
     assert info.verify == 0 and info.verified == (tls.certificate is not None)
-    check_adapter_view(received, haproxy.sinks["tls_ssl"])
 
 
 @all_modes
@@ -102,11 +110,7 @@ def test_send_proxy_v2_ssl(haproxy: Peer, pki: PKI, mode: str, variant: str) -> 
 def test_send_proxy_v2_ssl_cn(haproxy: Peer, pki: PKI, mode: str, variant: str) -> None:
     """``send-proxy-v2-ssl-cn``: as above, plus the client certificate's CN (UTF-8)."""
     tls = CLIENTS[variant]
-    header, received, client = receive(haproxy.sinks["tls_ssl_cn"], mode,
-                                       tls.sender(haproxy, pki, "tls_ssl_cn"))
-    common_checks(header, client, tls)
-    info = header.ssl
-    assert info is not None
+    _, info, _ = tls_case(haproxy, pki, "tls_ssl_cn", mode, tls)
     if tls.certificate is None:
         assert [sub.type for sub in info.sub_tlvs] == [SSLSubtype.VERSION]
         assert info.cn is None
@@ -114,7 +118,6 @@ def test_send_proxy_v2_ssl_cn(haproxy: Peer, pki: PKI, mode: str, variant: str) 
         assert [sub.type for sub in info.sub_tlvs] == [SSLSubtype.VERSION, SSLSubtype.CN]
         assert info.cn == CLIENT_CN
     assert info.verify == 0
-    check_adapter_view(received, haproxy.sinks["tls_ssl_cn"])
 
 
 @all_modes
@@ -122,9 +125,7 @@ def test_send_proxy_v2_ssl_cn(haproxy: Peer, pki: PKI, mode: str, variant: str) 
 def test_every_proxy_v2_option(haproxy: Peer, pki: PKI, mode: str, variant: str) -> None:
     """``proxy-v2-options`` with all eight options HAProxy 2.6 has."""
     tls = CLIENTS[variant]
-    header, received, client = receive(haproxy.sinks["tls_all"], mode,
-                                       tls.sender(haproxy, pki, "tls_all"))
-    common_checks(header, client, tls)
+    header, info, client = tls_case(haproxy, pki, "tls_all", mode, tls)
     expected = [TLVType.CRC32C]
     expected += [TLVType.ALPN] if tls.alpn else []
     expected += [TLVType.AUTHORITY] if tls.sni else []
@@ -133,8 +134,6 @@ def test_every_proxy_v2_option(haproxy: Peer, pki: PKI, mode: str, variant: str)
     assert header.crc32c is not None  # and parse verified it
     assert header.authority == (SERVER_NAME if tls.sni else None)
     assert header.unique_id == unique_id(client)
-    info = header.ssl
-    assert info is not None
     subs = [SSLSubtype.VERSION] + ([SSLSubtype.CN] if tls.certificate else [])
     subs += [SSLSubtype.KEY_ALG, SSLSubtype.SIG_ALG, SSLSubtype.CIPHER]
     assert [sub.type for sub in info.sub_tlvs] == subs
@@ -143,7 +142,6 @@ def test_every_proxy_v2_option(haproxy: Peer, pki: PKI, mode: str, variant: str)
     assert info.key_alg == pki.server_key_alg  # the frontend's own certificate
     assert info.sig_alg == pki.server_sig_alg
     assert (info.group, info.sig_scheme, info.client_cert) == (None, None, None)  # not in 2.6
-    check_adapter_view(received, haproxy.sinks["tls_all"])
 
 
 @all_modes
@@ -151,15 +149,10 @@ def test_unverified_client_certificate(haproxy: Peer, pki: PKI, mode: str) -> No
     """A self-signed client certificate let through (``crt-ignore-err all``): the SSL
     TLV's ``verify`` is the X509 error ``openssl verify`` reports, so not verified."""
     tls = TLSClient("rogue", ("h2",), True)
-    header, received, client = receive(haproxy.sinks["tls_ignore_err"], mode,
-                                       tls.sender(haproxy, pki, "tls_ignore_err"))
-    common_checks(header, client, tls)
-    info = header.ssl
-    assert info is not None
+    _, info, _ = tls_case(haproxy, pki, "tls_ignore_err", mode, tls)
     assert info.verify == pki.rogue_verify_error != 0
     assert info.cn == "rogue interop client"
     assert info.client_cert_conn and not info.verified
-    check_adapter_view(received, haproxy.sinks["tls_ignore_err"])
 
 
 @pytest.mark.parametrize("mode", ["blocking", "aio"])
