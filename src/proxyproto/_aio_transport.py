@@ -12,6 +12,7 @@ import asyncio
 from typing import Any
 
 from ._header import ProxyHeader
+from ._policy import resolve_addresses
 
 __all__ = [
     "ForwardingTransport",
@@ -168,9 +169,7 @@ class ProxiedTransport(ForwardingTransport):
         super().__init__(transport)
         socket_peer = transport.get_extra_info("peername")
         socket_local = transport.get_extra_info("sockname")
-        peername, sockname = socket_peer, socket_local
-        if header is not None and header.source is not None:
-            peername, sockname = header.source, header.destination
+        peername, sockname = resolve_addresses(header, socket_peer, socket_local)
         overrides: dict[str, Any] = {
             "peername": peername,
             "sockname": sockname,

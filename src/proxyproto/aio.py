@@ -28,7 +28,6 @@ from ._adapters import refusal_reason as _refusal_reason
 from ._adapters import show_address as _show
 from ._aio_transport import ProxiedTransport, TLSFeedTransport, feed_protocol
 from ._errors import (
-    IncompleteHeader,
     ProxyProtocolError,
 )
 from ._header import ProxyHeader
@@ -38,8 +37,10 @@ from ._policy import (
     Policy,
     PolicyReader,
     TrustedProxies,
+    accept_datagram,
     check_untrusted_policy,
     decide_policy,
+    resolve_addresses,
 )
 from ._reader import DEFAULT_MAX_SIZE
 
@@ -706,33 +707,17 @@ class ProxyDatagramLayer(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: Any) -> None:
         config = self._config
         try:
-            policy = decide_policy(addr, self._local, trusted=config.trusted,
-                                   policy=config.policy,
-                                   untrusted_policy=config.untrusted_policy)
-        except Exception:
+            header, payload = accept_datagram(
+                data, addr, self._local, trusted=config.trusted, policy=config.policy,
+                untrusted_policy=config.untrusted_policy, max_size=config.max_size)
+        except ProxyProtocolError as exc:
+            self._drop(_refusal_reason(exc), addr, exc)
+            return
+        except Exception as exc:  # a policy callable that failed: drop, keep serving
             logger.exception("policy callable failed for %s", _show(addr))
-            config.stats.refused["error"] += 1
+            self._drop("error", addr, exc)
             return
-        if policy is None:
-            self._drop("untrusted", addr, None)
-            return
-        reader = PolicyReader(policy, max_size=config.max_size)
-        payload = data
-        if not reader.done:  # SKIP: the whole datagram is the payload
-            try:
-                if not reader.feed(data):
-                    reader.finish()  # [SPEC §2] R-9: the header must be whole in its datagram
-            except IncompleteHeader as exc:
-                self._drop("invalid", addr, exc)
-                return
-            except ProxyProtocolError as exc:
-                self._drop(_refusal_reason(exc), addr, exc)
-                return
-            payload = reader.app_data
-        header = reader.header
-        original: Any = addr
-        if header is not None and header.source is not None:
-            original = header.source
+        original: Any = resolve_addresses(header, addr, self._local)[0]
         config.stats.accepted += 1
         hook = getattr(self._app, "proxy_datagram_received", None)
         if hook is not None:
