@@ -21,3 +21,4 @@ nitpicky = False
 suppress_warnings = ["ref.python"]
 html_theme = "alabaster"
 exclude_patterns = ["_build"]
+napoleon_use_ivar = True  # "Attributes:" sections as fields, not duplicate attribute entries
