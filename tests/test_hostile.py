@@ -202,3 +202,18 @@ def test_handle_connection_spoofing_peer_is_closed_unread() -> None:
                 got += accepted.recv(4096)
             assert got == header + b"ping"  # still in the socket: nothing was consumed
 
+
+
+def test_trusted_cache_is_bounded_and_agrees_with_the_lookup() -> None:
+    """TrustedProxies caches verdicts per peer host; a flood of distinct (e.g. IPv6) peers
+    must not grow it without bound, and every verdict must equal the uncached lookup."""
+    trusted = proxyproto.TrustedProxies(["10.0.0.0/8", "2001:db8::/32", "::ffff:192.0.2.0/120"])
+    peers = [f"10.{i // 256 % 256}.{i % 256}.1" for i in range(1500)]
+    peers += [f"2001:db{i % 16:x}::{i:x}" for i in range(1500)]
+    peers += ["192.0.2.7", "::ffff:192.0.2.7", "fe80::1%lo", "not an address", ""]
+    for peer in peers:
+        expected = trusted._lookup(peer)
+        assert (peer in trusted) is expected, peer
+        assert ((peer, 1234) in trusted) is expected, peer
+        assert (peer in trusted) is expected, peer  # now from the cache
+    assert len(trusted._cache) <= 1024
