@@ -17,14 +17,15 @@ status=0
 for target in parse encode; do
     mkdir -p "$work/$target"
     echo "== fuzz_$target: ${seconds}s"
-    if ! python3 "fuzz/fuzz_$target.py" \
+    # FUZZ_PRELOAD (set by run_asan.sh): a sanitizer runtime for the python process only
+    if ! ${FUZZ_PRELOAD:+env LD_PRELOAD="$FUZZ_PRELOAD"} python3 "fuzz/fuzz_$target.py" \
         -max_total_time="$seconds" -timeout=10 -rss_limit_mb=1536 -max_len=8192 \
         -dict=fuzz/proxyproto.dict -artifact_prefix=fuzz/findings/ -print_final_stats=1 \
         "$@" "$work/$target" "fuzz/corpus/$target" >"$work/$target.log" 2>&1; then
         status=1
         tail -n 60 "$work/$target.log"
     fi
-    grep -E "^(proxyproto |Done |stat::(number_of_executed_units|average_exec_per_sec|new_units_added|peak_rss_mb))|INFO: seed corpus" \
+    grep -E "^(proxyproto |Done |INFO: Loaded [0-9]+ modules|stat::(number_of_executed_units|average_exec_per_sec|new_units_added|peak_rss_mb))|INFO: seed corpus" \
         "$work/$target.log" || true
     echo "corpus after the run: $(ls "$work/$target" | wc -l) new units"
 done
