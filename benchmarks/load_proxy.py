@@ -56,7 +56,7 @@ TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def proc_usage(pid: int = 0) -> tuple[float, int]:
-    """(CPU seconds, RSS bytes) of a process (default: this one); CPU in clock ticks."""
+    """(CPU seconds, RSS bytes) of a process (default: this one)."""
     name = str(pid) if pid else "self"
     with open(f"/proc/{name}/stat") as handle:
         fields = handle.read().rsplit(")", 1)[1].split()
@@ -129,8 +129,9 @@ async def serve(variant: str) -> None:
         stats = getattr(server, "proxy_stats", None)
         pending = stats.pending if stats is not None else waiting
         _, rss = proc_usage()
-        print(json.dumps({"pending": pending, "cpu": time.process_time(), "rss": rss}),
-              flush=True)
+        times = os.times()
+        print(json.dumps({"pending": pending, "cpu": times.user + times.system,
+                          "user": times.user, "rss": rss}), flush=True)
     server.close()
 
 
@@ -259,7 +260,8 @@ def rate_run(server: ServerProcess, count: int, concurrency: int, header: str
     after = server.stats()
     return {"connections": count, "failures": failed, "seconds": elapsed,
             "rate": answered / elapsed,
-            "server_cpu_us": (after["cpu"] - before["cpu"]) / count * 1e6}
+            "server_cpu_us": (after["cpu"] - before["cpu"]) / count * 1e6,
+            "server_user_us": (after["user"] - before["user"]) / count * 1e6}
 
 
 def pending_run(server: ServerProcess, count: int) -> dict[str, Any]:
@@ -319,6 +321,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             summary[variant] = {
                 "rate": statistics.median(r["rate"] for r in runs),
                 "server_cpu_us": statistics.median(r["server_cpu_us"] for r in runs),
+                "server_user_us": statistics.median(r["server_user_us"] for r in runs),
                 "failures": sum(r["failures"] for r in runs),
             }
         for kind in ("streams", "protocol"):
@@ -328,6 +331,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "rate": statistics.median(b["rate"] / a["rate"] for a, b in pairs),
                 "server_cpu": statistics.median(b["server_cpu_us"] / a["server_cpu_us"]
                                                 for a, b in pairs),
+                "server_user_us_added": statistics.median(
+                    b["server_user_us"] - a["server_user_us"] for a, b in pairs),
                 "rate_per_round": [round(b["rate"] / a["rate"], 3) for a, b in pairs],
             }
         results["summary"] = summary
@@ -346,16 +351,18 @@ def print_summary(results: dict[str, Any]) -> None:
     print(f"\nproxyproto ({results['implementation']}), Python {results['python']}, "
           f"{results['cpus']} CPUs, header {results['header']}, {results['rounds']} rounds x "
           f"{results['connections']} connections, concurrency {results['concurrency']}")
-    print(f"{'server':<16} {'conn/s':>8} {'server CPU us/conn':>19}")
+    print(f"{'server':<16} {'conn/s':>8} {'server CPU us/conn':>19} {'of which user':>14}")
     for variant in VARIANTS:
         row = summary[variant]
-        print(f"{variant:<16} {row['rate']:>8.0f} {row['server_cpu_us']:>19.1f}"
+        print(f"{variant:<16} {row['rate']:>8.0f} {row['server_cpu_us']:>19.1f} "
+              f"{row['server_user_us']:>14.1f}"
               + (f"   ({row['failures']} failures)" if row["failures"] else ""))
     for kind in ("streams", "protocol"):
         ratio = summary[f"{kind}-ratio"]
         print(f"{kind}: proxy/plain rate {ratio['rate']:.3f} (cost {1 - ratio['rate']:+.1%}; "
               f"per round {ratio['rate_per_round']}), server CPU per connection "
-              f"x{ratio['server_cpu']:.3f}")
+              f"x{ratio['server_cpu']:.3f}, user CPU added {ratio['server_user_us_added']:.1f} "
+              f"us/conn")
     print("memory per pending connection (server RSS growth / connections held):")
     for variant, row in results["pending"].items():
         print(f"  {variant:<15} {row['held']:>6} held, {row['bytes_per_connection'] / 1024:6.2f}"
