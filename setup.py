@@ -1,23 +1,52 @@
-"""Build the optional Cython extension; all metadata lives in pyproject.toml.
+"""Build the optional Cython extension ``proxyproto._fast``; metadata lives in pyproject.toml.
 
-Set PROXYPROTO_NO_EXTENSIONS=1 to skip the extension. Without a working compiler the
-build falls back to the pure-Python module (and says so loudly).
+* ``PROXYPROTO_NO_EXTENSIONS=1`` (any non-empty value), or an interpreter other than
+  CPython: no extension, the pure-Python package.
+* No working C compiler: the build still succeeds without the extension (it is
+  ``optional``) and says so loudly; ``tests/test_fast.py::test_fast_path_loaded`` then
+  fails, so a silent fallback cannot pass CI.
 """
+
+from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
 
 PURE = bool(os.environ.get("PROXYPROTO_NO_EXTENSIONS")) or sys.implementation.name != "cpython"
 SOURCE = os.path.join("src", "proxyproto", "_fast.pyx")
+BANNER = "*" * 78
 
-ext_modules = []
-if not PURE and os.path.exists(SOURCE):
+
+def _banner(message: str) -> None:
+    print(f"\n{BANNER}\n*** proxyproto: {message}\n{BANNER}\n", file=sys.stderr)
+
+
+class BuildExt(build_ext):
+    """``build_ext`` that announces a failed optional build instead of whispering it."""
+
+    def build_extension(self, ext: Any) -> None:
+        try:
+            super().build_extension(ext)
+        except Exception:
+            _banner(
+                f"compiling {ext.name} failed; installing the pure-Python build "
+                "(same behaviour, slower)"
+            )
+            raise  # setuptools skips an optional extension that fails
+
+
+ext_modules: list[Extension] = []
+if PURE:
+    _banner("pure-Python build requested (PROXYPROTO_NO_EXTENSIONS or not CPython)")
+elif os.path.exists(SOURCE):
     try:
         from Cython.Build import cythonize
     except ImportError:  # pragma: no cover - Cython is a build requirement
-        print("*** proxyproto: Cython not found, building the pure-Python package ***")
+        _banner("Cython not found: pure-Python build")
     else:
         ext_modules = cythonize(
             [Extension("proxyproto._fast", [SOURCE], extra_compile_args=["-O2"])],
@@ -25,7 +54,5 @@ if not PURE and os.path.exists(SOURCE):
         )
         for ext in ext_modules:
             ext.optional = True  # must come after cythonize(), which drops the flag
-if not ext_modules:
-    print("*** proxyproto: pure-Python build (no compiled extension) ***")
 
-setup(ext_modules=ext_modules)
+setup(ext_modules=ext_modules, cmdclass={"build_ext": BuildExt})

@@ -629,7 +629,7 @@ cdef object _parse_v1(const uint8_t *p, Py_ssize_t size):
     # The fallback finds the first CRLF within 107 bytes (R-22, R-24), rejects any other
     # CR or LF before it (R-26), then splits on single spaces.
     cdef Py_ssize_t limit = size if size < _V1_MAX else _V1_MAX
-    cdef Py_ssize_t pos, n, src_at, src_len, dst_at, dst_len
+    cdef Py_ssize_t pos, n, src_at = 0, src_len = 0, dst_at = 0, dst_len = 0
     cdef uint8_t src[16]
     cdef uint8_t dst[16]
     cdef long sport, dport

@@ -1,0 +1,48 @@
+"""Types for the Cython module: the same signatures as ``_fallback``."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterable
+from typing import Optional, Union
+
+from ._header import Address, ProxyHeader
+
+__all__ = ["MAX_V2_SIZE", "V1_MAX_LENGTH", "crc32c", "encode_v1", "encode_v2", "parse"]
+
+V2_SIGNATURE: bytes
+V1_MAX_LENGTH: int
+MAX_V2_SIZE: int
+
+def crc32c(data: Union[bytes, bytearray, memoryview], value: int = 0) -> int: ...
+def parse(
+    data: Union[bytes, bytearray, memoryview], *, max_size: int = ...
+) -> ProxyHeader: ...
+def encode_v1(
+    source: Optional[tuple[str, int]], destination: Optional[tuple[str, int]]
+) -> bytes: ...
+def encode_v2(
+    source: Optional[Address],
+    destination: Optional[Address],
+    *,
+    transport: socket.SocketKind = ...,
+    tlvs: Iterable[tuple[int, bytes]] = (),
+    crc32c: bool = False,
+) -> bytes: ...
+
+# Test hooks: the C paths alone, returning None where the public function defers to
+# _fallback.
+def _parse_c_only(
+    data: Union[bytes, bytearray, memoryview], *, max_size: int = ...
+) -> Optional[ProxyHeader]: ...
+def _encode_v1_c_only(
+    source: Optional[tuple[str, int]], destination: Optional[tuple[str, int]]
+) -> Optional[bytes]: ...
+def _encode_v2_c_only(
+    source: Optional[Address],
+    destination: Optional[Address],
+    *,
+    transport: socket.SocketKind = ...,
+    tlvs: Iterable[tuple[int, bytes]] = (),
+    crc32c: bool = False,
+) -> Optional[bytes]: ...
