@@ -25,7 +25,7 @@ for target in parse encode; do
         status=1
         tail -n 60 "$work/$target.log"
     fi
-    grep -E "^(proxyproto |Done |INFO: Loaded [0-9]+ modules|stat::(number_of_executed_units|average_exec_per_sec|new_units_added|peak_rss_mb))|INFO: seed corpus" \
+    grep -E "^(proxyproto |Done |#[0-9]+[[:space:]]+(INITED|DONE) |INFO: Loaded [0-9]+ modules|stat::(number_of_executed_units|average_exec_per_sec|new_units_added|peak_rss_mb))|INFO: seed corpus" \
         "$work/$target.log" || true
     echo "corpus after the run: $(ls "$work/$target" | wc -l) new units"
 done
