@@ -110,7 +110,9 @@ class HostileResult:
     """What one hostile connection saw."""
 
     kind: str
-    closed_after: Optional[float]  # seconds from connect to the server's close; None: open
+    # seconds from the client's connect() call to the server's close (None: still open);
+    # with thousands of clients in one process this includes the client's own delays
+    closed_after: Optional[float]
     answered: bytes = b""  # anything the server sent back (must stay empty)
     bytes_sent: int = 0
 
