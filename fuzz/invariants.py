@@ -53,6 +53,7 @@ __all__ = [
     "canonical",
     "check_encode_input",
     "check_parse_input",
+    "check_policy_reader",
     "check_reader",
     "implementations",
     "outcome",
@@ -368,6 +369,75 @@ def check_reader(
             f"reader waits for {reader.needed} more, parse {expected.describe()} "
             f"on {data!r:.300}"
         )
+
+
+# ---------------------------------------------------------------------------------------
+# PolicyReader: what the I/O adapters do with a connection's first bytes
+
+
+def check_policy_reader(data: bytes, *, max_size: int = proxyproto.DEFAULT_MAX_SIZE) -> None:
+    """Feed ``data`` in chunks to a ``PolicyReader`` under every policy, then ``finish()``.
+
+    Compared with ``parse``: a header is honoured under REQUIRE/USE, read and dropped
+    under IGNORE, refused under REJECT; a malformed header is refused whatever the
+    policy; a connection without a header is refused under REQUIRE and otherwise handed
+    to the application with *every* byte it sent; SKIP reads nothing.
+    """
+    from proxyproto import NoProxyHeader, Policy, PolicyReader, PolicyViolation, _impl
+
+    expected = outcome(_impl.parse, data, max_size=max_size)
+    for policy in Policy:
+        rng = random.Random(zlib.crc32(data) ^ zlib.crc32(policy.value.encode()))
+        reader = PolicyReader(policy, max_size=max_size)
+        label = f"PolicyReader({policy.name}) on {data!r:.200}"
+        if policy is Policy.SKIP:
+            if not reader.done or reader.header is not None or reader.app_data:
+                raise AssertionError(f"{label}: SKIP must decide at once, reading nothing")
+            continue
+        fed = 0
+        error: Optional[BaseException] = None
+        for chunk in _chunks(data, rng):
+            try:
+                done = reader.feed(chunk)
+            except ProxyProtocolError as exc:
+                error = exc
+                break
+            fed += len(chunk)
+            if done:
+                break
+        if error is None and not reader.done:
+            try:
+                reader.finish()
+            except ProxyProtocolError as exc:
+                error = exc
+        got = "raised " + type(error).__name__ if error else (
+            f"header={reader.header!r:.80} received={reader.received!r:.80}")
+        if expected.ok:
+            header = expected.value
+            if policy is Policy.REJECT:
+                ok = isinstance(error, PolicyViolation)
+            else:
+                ok = (error is None and reader.received == header
+                      and reader.header == (None if policy is Policy.IGNORE else header)
+                      and reader.app_data == data[header.length : fed])
+        elif expected.error is NoProxyHeader:
+            if policy is Policy.REQUIRE:
+                ok = isinstance(error, NoProxyHeader)
+            else:  # not a header: the application gets every byte, none lost
+                ok = (error is None and reader.header is None
+                      and reader.app_data == data[:fed] and fed > 0)
+        elif expected.error is IncompleteHeader:
+            if data:
+                ok = isinstance(error, IncompleteHeader)
+            elif policy is Policy.REQUIRE:
+                ok = isinstance(error, NoProxyHeader)
+            else:
+                ok = error is None and reader.done and reader.header is None
+        else:  # malformed: refused whatever the policy
+            assert expected.error is not None
+            ok = type(error) is expected.error
+        if not ok:
+            raise AssertionError(f"{label}: {got}, but parse {expected.describe()}")
 
 
 # ---------------------------------------------------------------------------------------

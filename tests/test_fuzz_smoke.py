@@ -2,7 +2,8 @@
 
 Every seed of ``fuzz/corpus/parse`` goes through ``check_parse_input`` (both
 implementations, bytes/bytearray/memoryview, prefixes, canonical re-encoding) and
-``check_reader`` (chunked HeaderReader); every seed of ``fuzz/corpus/encode`` through
+``check_reader`` (chunked HeaderReader) and ``check_policy_reader`` (the adapters'
+reader, under every policy); every seed of ``fuzz/corpus/encode`` through
 ``check_encode_input``. Inputs the fuzzer once found are kept below as regressions.
 """
 
@@ -43,6 +44,7 @@ def test_parse_seed(path: Path) -> None:
     data = path.read_bytes()
     result = invariants.check_parse_input(data)
     invariants.check_reader(data)
+    invariants.check_policy_reader(data)
     if path.name.startswith("gen-v"):
         assert result.ok, result.describe()  # the valid seeds stay valid
     elif path.name.startswith("gen-bad-"):
@@ -59,6 +61,7 @@ def test_regression(name: str) -> None:
     data = REGRESSIONS[name]
     assert invariants.check_parse_input(data).ok
     invariants.check_reader(data)
+    invariants.check_policy_reader(data)
 
 
 def test_both_implementations_are_compared() -> None:
