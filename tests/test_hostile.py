@@ -58,7 +58,9 @@ def test_server_survives_hostile_clients(api: str) -> None:
     assert report.hostile["loris"]["bytes_sent_max"] < len(load_hostile.V1_HEADER)
     assert report.refused["timeout"] == (counts["silent"] + counts["loris"]
                                          + counts["short_v1"] + counts["short_v2"])
-    assert report.refused["untrusted"] == counts["spoof"]
+    # a reset that beat the accept() has no peer address left: 'untrusted', not 'eof'
+    assert counts["spoof"] <= report.refused["untrusted"] <= counts["spoof"] + counts["reset"]
+    assert report.refused["untrusted"] + report.refused["eof"] <= counts["spoof"] + counts["reset"]
     assert report.refused["too_large"] == counts["oversize"] + counts["endless"]
     assert report.refused["invalid"] == counts["truncated"]
     # and nothing is held afterwards
