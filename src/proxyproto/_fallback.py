@@ -54,6 +54,18 @@ _FAMILIES: dict[int, tuple[socket.AddressFamily, Optional[socket.SocketKind], in
 _INET4 = struct.Struct("!BBBBBBBBHH")
 _INET6 = struct.Struct("!16s16sHH")
 _new_header = tuple.__new__
+_DECIMAL = tuple(str(i) for i in range(256))  # octet -> text, for IPv4 addresses
+# The 16 fixed bytes of a PROXY header over TCP/UDP with an IPv4/IPv6 block and no TLVs
+# (what Traefik sends) -> (family, transport, size): parse() takes a short cut for them.
+_V2_BARE = {
+    V2_SIGNATURE + bytes((0x21, family_byte, 0, block)): (family, transport, 16 + block)
+    for family_byte, (family, transport, block) in {
+        0x11: (_AF_INET, _STREAM, 12),
+        0x12: (_AF_INET, _DGRAM, 12),
+        0x21: (_AF_INET6, _STREAM, 36),
+        0x22: (_AF_INET6, _DGRAM, 36),
+    }.items()
+}
 
 _TYPE_CRC32C = 0x03
 _TYPE_AUTHORITY = 0x02
@@ -79,6 +91,12 @@ def _crc32c_table() -> tuple[int, ...]:
 
 
 _CRC_TABLE = _crc32c_table()
+# Slicing-by-4: _CRC_BY4[k][i] is the CRC of byte i followed by k zero bytes.
+_CRC_BY4 = [_CRC_TABLE]
+for _ in range(3):
+    _CRC_BY4.append(tuple((c >> 8) ^ _CRC_TABLE[c & 0xFF] for c in _CRC_BY4[-1]))
+_CRC_T0, _CRC_T1, _CRC_T2, _CRC_T3 = _CRC_BY4
+_LE32 = struct.Struct("<I")
 
 
 def crc32c(data: Union[bytes, bytearray, memoryview], value: int = 0) -> int:
@@ -86,10 +104,17 @@ def crc32c(data: Union[bytes, bytearray, memoryview], value: int = 0) -> int:
 
     ``crc32c(b"123456789") == 0xE3069283``.
     """
-    table = _CRC_TABLE
+    t0, t1, t2, t3 = _CRC_T0, _CRC_T1, _CRC_T2, _CRC_T3
     crc = value ^ 0xFFFFFFFF
-    for byte in bytes(data):
-        crc = table[(crc ^ byte) & 0xFF] ^ (crc >> 8)
+    data = bytes(data)
+    if 0 <= crc <= 0xFFFFFFFF:  # four bytes a step (a wider value keeps the bytewise loop)
+        whole = len(data) & ~3
+        for (word,) in _LE32.iter_unpack(data[:whole]):
+            x = word ^ crc
+            crc = t3[x & 0xFF] ^ t2[(x >> 8) & 0xFF] ^ t1[(x >> 16) & 0xFF] ^ t0[x >> 24]
+        data = data[whole:]
+    for byte in data:
+        crc = t0[(crc ^ byte) & 0xFF] ^ (crc >> 8)
     return crc ^ 0xFFFFFFFF
 
 
@@ -99,12 +124,37 @@ def crc32c(data: Union[bytes, bytearray, memoryview], value: int = 0) -> int:
 _OCTET = rb"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _IPV4_RE = re.compile(rb"(?:%s\.){3}%s" % (_OCTET, _OCTET))
 _PORT_RE = re.compile(rb"0|[1-9][0-9]{0,4}")
-_IPV6_CHARS_RE = re.compile(rb"[0-9A-Fa-f:.]+")
 _IPV4_PREFIX_RE = re.compile(rb"[0-9.]*")
 _TCP4_LINE_RE = re.compile(
     rb"PROXY TCP4 ((?:%s\.){3}%s) ((?:%s\.){3}%s) (0|[1-9][0-9]{0,4}) (0|[1-9][0-9]{0,4})\r\n"
     % ((_OCTET,) * 4)
 )
+_TCP6_LINE_RE = re.compile(
+    rb"PROXY TCP6 ([0-9A-Fa-f:.]{2,45}) ([0-9A-Fa-f:.]{2,45}) (0|[1-9][0-9]{0,4}) "
+    rb"(0|[1-9][0-9]{0,4})\r\n"
+)
+
+
+def _ipv6_pattern() -> bytes:
+    """RFC 4291 section 2.2 as one pattern: eight groups; six groups and a dotted IPv4 tail
+    (which stands for two); or a "::" standing for at least one group, with at most seven
+    groups (five before an IPv4 tail) around it."""
+    group = rb"[0-9A-Fa-f]{1,4}"
+    ipv4 = rb"(?:%s\.){3}%s" % (_OCTET, _OCTET)
+
+    def groups(n: int) -> bytes:  # exactly n groups, ':' between them
+        return b"" if n == 0 else group + b"(?::%s){%d}" % (group, n - 1)
+
+    forms = [groups(8), groups(6) + b":" + ipv4]
+    for head in range(8):
+        tail = b"" if head == 7 else b"(?:%s(?::%s){0,%d})?" % (group, group, 6 - head)
+        forms.append(groups(head) + b"::" + tail)
+    for head in range(6):
+        forms.append(groups(head) + b"::" + b"(?:%s:){0,%d}" % (group, 5 - head) + ipv4)
+    return b"|".join(b"(?:%s)" % form for form in forms)
+
+
+_IPV6_RE = re.compile(_ipv6_pattern())
 
 
 def _is_ipv4(text: bytes) -> bool:
@@ -114,28 +164,7 @@ def _is_ipv4(text: bytes) -> bool:
 
 def _is_ipv6(text: bytes) -> bool:
     """RFC 4291 text: 1-4 hex digits a group, one ``::`` at most, optional dotted IPv4 tail."""
-    if not 2 <= len(text) <= 45 or _IPV6_CHARS_RE.fullmatch(text) is None:
-        return False
-    if b"." in text:
-        colon = text.rfind(b":")
-        if colon < 0 or not _is_ipv4(text[colon + 1 :]):
-            return False
-        text = text[: colon + 1] + b"0:0"  # the IPv4 tail stands for two groups
-    if b":::" in text:
-        return False
-    doubles = text.count(b"::")
-    if doubles > 1:
-        return False
-    if doubles == 1:
-        head, tail = text.split(b"::")
-        groups = (head.split(b":") if head else []) + (tail.split(b":") if tail else [])
-        if len(groups) > 7:
-            return False
-    else:
-        groups = text.split(b":")
-        if len(groups) != 8:
-            return False
-    return all(1 <= len(group) <= 4 and b"." not in group for group in groups)
+    return 2 <= len(text) <= 45 and _IPV6_RE.fullmatch(text) is not None
 
 
 def _is_port(text: bytes) -> bool:
@@ -450,6 +479,16 @@ def _unix_path(raw: bytes) -> Union[str, bytes]:
     return raw.decode("utf-8", "surrogateescape")
 
 
+def _inet_addresses(data: bytes, family: int) -> tuple[Address, Address]:
+    """The (host, port) pairs of an INET or INET6 address block at offset 16."""
+    if family is _AF_INET:
+        a, b, c, d, e, f, g, h, sport, dport = _INET4.unpack_from(data, 16)
+        t = _DECIMAL
+        return (f"{t[a]}.{t[b]}.{t[c]}.{t[d]}", sport), (f"{t[e]}.{t[f]}.{t[g]}.{t[h]}", dport)
+    src, dst, sport, dport = _INET6.unpack_from(data, 16)
+    return (socket.inet_ntop(_AF_INET6, src), sport), (socket.inet_ntop(_AF_INET6, dst), dport)
+
+
 def _parse_v2(data: bytes, size: int, max_size: int) -> ProxyHeader:
     present = min(size, 12)
     if data[:present] != V2_SIGNATURE[:present]:
@@ -493,14 +532,8 @@ def _parse_v2(data: bytes, size: int, max_size: int) -> ProxyHeader:
         )
     source: Optional[Address]
     destination: Optional[Address]
-    if family is _AF_INET:
-        a, b, c, d, e, f, g, h, sport, dport = _INET4.unpack_from(data, 16)
-        source = (f"{a}.{b}.{c}.{d}", sport)
-        destination = (f"{e}.{f}.{g}.{h}", dport)
-    elif family is _AF_INET6:
-        src, dst, sport, dport = _INET6.unpack_from(data, 16)
-        source = (socket.inet_ntop(_AF_INET6, src), sport)
-        destination = (socket.inet_ntop(_AF_INET6, dst), dport)
+    if family is _AF_INET or family is _AF_INET6:
+        source, destination = _inet_addresses(data, family)
     elif family is _AF_UNIX:
         source = _unix_path(data[16:124])
         destination = _unix_path(data[124:232])
@@ -559,6 +592,13 @@ def parse(
         raise IncompleteHeader(15)
     first = data[0]
     if first == 0x0D:
+        bare = _V2_BARE.get(data[:16])
+        if bare is not None and size >= bare[2] <= max_size:
+            # Short cut: PROXY over TCP/UDP, IPv4/IPv6 block, no TLV (what Traefik sends).
+            source, destination = _inet_addresses(data, bare[0])
+            return _new_header(
+                ProxyHeader, (2, _PROXY, bare[0], bare[1], source, destination, (), bare[2])
+            )
         return _parse_v2(data, size, max_size)
     if first == 0x50:
         present = min(size, 5)
@@ -568,16 +608,28 @@ def parse(
                     raise NoProxyHeader(
                         f"not a PROXY header: byte {offset} breaks the v1 signature"
                     )
-        if size >= 32:
-            match = _TCP4_LINE_RE.match(data)
+        # Short cuts for the usual complete lines; anything else takes _parse_v1.
+        if data.startswith(b"PROXY UNKNOWN\r\n"):
+            return _new_header(ProxyHeader, (1, _PROXY, _AF_UNSPEC, None, None, None, (), 15))
+        if size >= 22:
+            tcp4 = data[9] == 0x34
+            match = (_TCP4_LINE_RE if tcp4 else _TCP6_LINE_RE).match(data)
             if match is not None:
                 sport, dport = int(match[3]), int(match[4])
-                if sport <= 0xFFFF and dport <= 0xFFFF:
+                src, dst = match[1], match[2]
+                if sport > 0xFFFF or dport > 0xFFFF or match.end() > V1_MAX_LENGTH:
+                    pass
+                elif tcp4:
                     return _new_header(
                         ProxyHeader,
-                        (1, _PROXY, _AF_INET, _STREAM,
-                         (match[1].decode(), sport), (match[2].decode(), dport), (),
-                         match.end()),
+                        (1, _PROXY, _AF_INET, _STREAM, (src.decode(), sport),
+                         (dst.decode(), dport), (), match.end()),
+                    )
+                elif _is_ipv6(src) and _is_ipv6(dst):
+                    return _new_header(
+                        ProxyHeader,
+                        (1, _PROXY, _AF_INET6, _STREAM, (_canonical_ipv6(src), sport),
+                         (_canonical_ipv6(dst), dport), (), match.end()),
                     )
         return _parse_v1(data, size)
     raise NoProxyHeader("not a PROXY header: byte 0 starts neither a v1 nor a v2 signature")
