@@ -404,6 +404,24 @@ def test_v1_lines_with_one_defect(fast: ModuleType, line: bytes) -> None:
     same_parse(fast, line)
 
 
+address_soup = st.lists(
+    st.sampled_from(list("0123456789abcdefABCDEF:.") + [":"] * 6 + ["."] * 2 + ["0"] * 4 + ["g"]),
+    max_size=48,
+).map("".join)
+
+
+@settings(SETTINGS, max_examples=EXAMPLES * 5)
+@given(text=st.one_of(address_soup, ipv6_text, ipv4_text))
+def test_address_text_rules(fast: ModuleType, text: str) -> None:
+    """The C address parsers accept exactly the fallback's IPv4/IPv6 texts (R-18, R-19)."""
+    for protocol in ("TCP4", "TCP6"):
+        same_parse(fast, f"PROXY {protocol} {text} {text} 1 2\r\n".encode())
+    expected = outcome(fallback.encode_v1, (text, 1), (text, 2))
+    assert outcome(fast.encode_v1, (text, 1), (text, 2)) == expected
+    if expected[0] == "returned":
+        assert outcome(fast._encode_v1_c_only, (text, 1), (text, 2)) == expected
+
+
 def test_v1_edge_values(fast: ModuleType) -> None:
     for line in v1_edge_lines():
         same_parse(fast, line)
@@ -579,6 +597,25 @@ def test_encode_v2_arguments_with_one_defect(
         return outcome(module.encode_v2, **{**kwargs, "tlvs": tlvs})
 
     assert call(fast) == call(fallback)
+
+
+def test_encode_v2_each_bad_argument_alone(fast: ModuleType) -> None:
+    good: dict[str, Any] = {
+        "source": ("192.0.2.1", 1),
+        "destination": ("2001:db8::1", 2),
+        "transport": socket.SOCK_STREAM,
+        "tlvs": [(1, b"h2")],
+        "crc32c": True,
+    }
+    bad: list[tuple[str, object]] = [("source", value) for value in BAD_ADDRESSES]
+    bad += [("destination", value) for value in BAD_ADDRESSES]
+    bad += [("transport", value) for value in BAD_TRANSPORTS]
+    bad += [("crc32c", value) for value in BAD_CRC_FLAGS]
+    bad += [("tlvs", [(1, b"h2"), value]) for value in BAD_TLVS]
+    bad += [("tlvs", value) for value in (None, 5, b"\x01\x00", [(0xE0, b"x" * 0xFFF0)] * 2)]
+    for name, value in bad:
+        kwargs = {**good, name: value}
+        assert outcome(fast.encode_v2, **kwargs) == outcome(fallback.encode_v2, **kwargs), kwargs
 
 
 @SETTINGS

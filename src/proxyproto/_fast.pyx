@@ -232,96 +232,76 @@ cdef inline bint _parse_ipv4(const uint8_t *s, Py_ssize_t n, uint8_t *out) noexc
     return _scan_ipv4(s, n, out) == n
 
 
-cdef int _parse_groups(const uint8_t *s, Py_ssize_t n, uint32_t *groups) noexcept nogil:
-    """Split s on ':' into 1-4 hex digit groups; return their count, or -1 if any is bad.
+cdef bint _parse_ipv6(const uint8_t *s, Py_ssize_t n, uint8_t *out) noexcept nogil:
+    """RFC 4291 text, exactly as the fallback's _is_ipv6 accepts it; writes 16 bytes.
 
-    At most 8 groups are stored; a 9th makes the result -1.
+    One pass: groups of 1-4 hex digits separated by ':', at most one "::" (standing for
+    one group or more), and optionally a dotted IPv4 tail standing for the last two.
     """
+    cdef uint32_t groups[8]
+    cdef int count = 0, double = -1, k, digits, v
     cdef Py_ssize_t i = 0, start
-    cdef int count = 0, v
     cdef uint32_t value
-    while True:
+    cdef uint8_t v4[4]
+    if n < 2 or n > 45:
+        return False
+    if s[0] == 0x3A:  # a leading ':' must start "::"
+        if s[1] != 0x3A:
+            return False
+        double = 0
+        i = 2
+    while i < n:
         start = i
         value = 0
-        while i < n and s[i] != 0x3A:
+        digits = 0
+        while i < n and digits < 5:
             v = _hex_value(s[i])
-            if v < 0 or i - start == 4:
-                return -1
+            if v < 0:
+                break
             value = (value << 4) | <uint32_t>v
+            digits += 1
             i += 1
-        if i == start or count == 8:
-            return -1
+        if i < n and s[i] == 0x2E:  # a dotted IPv4 tail: the last two groups
+            if _scan_ipv4(s + start, n - start, v4) != n - start:
+                return False
+            if (count > 5) if double >= 0 else (count != 6):
+                return False  # seven groups at most with "::", eight without (and groups[])
+            groups[count] = (<uint32_t>v4[0] << 8) | v4[1]
+            groups[count + 1] = (<uint32_t>v4[2] << 8) | v4[3]
+            count += 2
+            break
+        if digits == 0 or digits > 4 or count == 8:
+            return False
         groups[count] = value
         count += 1
         if i == n:
-            return count
-        i += 1  # the ':'
-
-
-cdef bint _parse_ipv6(const uint8_t *text, Py_ssize_t n, uint8_t *out) noexcept nogil:
-    """RFC 4291 text as the fallback's _is_ipv6 accepts it; writes 16 bytes."""
-    cdef uint8_t buf[48]
-    cdef uint8_t v4[4]
-    cdef uint32_t head[8]
-    cdef uint32_t tail[8]
-    cdef const uint8_t *s = text
-    cdef Py_ssize_t m = n, i, last_colon = -1, double = -1
-    cdef int nhead = 0, ntail = 0, k
-    cdef bint dotted = False
-    cdef uint8_t c
-    if n < 2 or n > 45:
-        return False
-    for i in range(n):
-        c = text[i]
-        if c == 0x3A:
-            last_colon = i
-        elif c == 0x2E:
-            dotted = True
-        elif _hex_value(c) < 0:
+            break
+        if s[i] != 0x3A:
             return False
-    if dotted:
-        # A dotted IPv4 tail stands for the last two groups: check it, parse "...:0:0".
-        if last_colon < 0 or not _parse_ipv4(text + last_colon + 1, n - last_colon - 1, v4):
-            return False
-        memcpy(buf, text, last_colon + 1)
-        buf[last_colon + 1] = 0x30
-        buf[last_colon + 2] = 0x3A
-        buf[last_colon + 3] = 0x30
-        s = buf
-        m = last_colon + 4
-    for i in range(m - 1):
-        if s[i] == 0x3A and s[i + 1] == 0x3A:
-            if i + 2 < m and s[i + 2] == 0x3A:
-                return False  # ":::"
+        i += 1
+        if i < n and s[i] == 0x3A:
             if double >= 0:
-                return False  # a second "::"
-            double = i
+                return False
+            double = count
+            i += 1
+        elif i == n:
+            return False  # a trailing single ':'
     if double < 0:
-        if _parse_groups(s, m, head) != 8:
+        if count != 8:
             return False
         for k in range(8):
-            out[2 * k] = <uint8_t>(head[k] >> 8)
-            out[2 * k + 1] = <uint8_t>head[k]
-    else:
-        if double > 0:
-            nhead = _parse_groups(s, double, head)
-            if nhead < 0:
-                return False
-        if double + 2 < m:
-            ntail = _parse_groups(s + double + 2, m - double - 2, tail)
-            if ntail < 0:
-                return False
-        if nhead + ntail > 7:
-            return False
-        memset(out, 0, 16)
-        for k in range(nhead):
-            out[2 * k] = <uint8_t>(head[k] >> 8)
-            out[2 * k + 1] = <uint8_t>head[k]
-        for k in range(ntail):
-            out[2 * (8 - ntail + k)] = <uint8_t>(tail[k] >> 8)
-            out[2 * (8 - ntail + k) + 1] = <uint8_t>tail[k]
-    if dotted:
-        memcpy(out + 12, v4, 4)
+            out[2 * k] = <uint8_t>(groups[k] >> 8)
+            out[2 * k + 1] = <uint8_t>groups[k]
+        return True
+    if count > 7:
+        return False
+    memset(out, 0, 16)
+    for k in range(double):
+        out[2 * k] = <uint8_t>(groups[k] >> 8)
+        out[2 * k + 1] = <uint8_t>groups[k]
+    for k in range(double, count):
+        out[2 * (8 - count + k)] = <uint8_t>(groups[k] >> 8)
+        out[2 * (8 - count + k) + 1] = <uint8_t>groups[k]
     return True
 
 
