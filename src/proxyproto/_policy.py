@@ -12,9 +12,10 @@ import ipaddress
 from collections.abc import Iterable
 from typing import Callable, Optional, Union
 
+from . import _impl
 from ._errors import IncompleteHeader, InvalidHeader, NoProxyHeader, ProxyProtocolError
 from ._header import ProxyHeader
-from ._reader import DEFAULT_MAX_SIZE, HeaderReader
+from ._reader import DEFAULT_MAX_SIZE, FIRST_NEEDED, HeaderReader, check_max_size
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -57,6 +58,10 @@ class Policy(enum.Enum):
     REJECT = "reject"
     SKIP = "skip"
 
+
+# The members as plain globals: on Python 3.11, ``Policy.REQUIRE`` goes through the enum
+# machinery (about 150 ns a lookup), and the adapters' per-connection path made several.
+_REQUIRE, _USE, _REJECT, _SKIP = Policy.REQUIRE, Policy.USE, Policy.REJECT, Policy.SKIP
 
 #: A fixed policy, or a function of (peer address, local address) returning one.
 ConnectionPolicy = Union[Policy, Callable[[object, object], Policy]]
@@ -221,13 +226,13 @@ def apply_policy(policy: Policy, header: Optional[ProxyHeader]) -> Optional[Prox
     Raises:
         PolicyViolation: ``REQUIRE`` without a header, or ``REJECT`` with one.
     """
-    if policy is Policy.REQUIRE:
+    if policy is _REQUIRE:
         if header is None:
             raise PolicyViolation("a PROXY header is required from this peer, none was sent")
         return header
-    if policy is Policy.USE:
+    if policy is _USE:
         return header
-    if policy is Policy.REJECT and header is not None:
+    if policy is _REJECT and header is not None:
         raise PolicyViolation("this peer may not send a PROXY header")
     return None
 
@@ -238,7 +243,7 @@ def check_untrusted_policy(untrusted_policy: Optional[Policy]) -> None:
     Raises:
         ValueError: ``untrusted_policy`` is ``USE`` or ``REQUIRE``.
     """
-    if untrusted_policy in (Policy.USE, Policy.REQUIRE):
+    if untrusted_policy in (_USE, _REQUIRE):
         raise ValueError(
             "an untrusted peer's header is never believed: use SKIP, IGNORE, REJECT or None "
             "(close the connection) for untrusted peers"
@@ -279,7 +284,7 @@ def decide_policy(
         return policy
     else:
         return untrusted_policy
-    if not is_trusted and chosen in (Policy.USE, Policy.REQUIRE):
+    if not is_trusted and chosen in (_USE, _REQUIRE):
         return None
     return chosen
 
@@ -310,17 +315,22 @@ class PolicyReader:
     ``IncompleteHeader`` (from :meth:`finish`: the header never completed).
     """
 
-    __slots__ = ("_app_data", "_done", "_header", "_policy", "_reader", "_received")
+    __slots__ = ("_app_data", "_done", "_header", "_max_size", "_policy", "_reader",
+                 "_received")
 
     def __init__(self, policy: Policy, *, max_size: int = DEFAULT_MAX_SIZE) -> None:
-        if not isinstance(policy, Policy):
+        if type(policy) is not Policy:  # an enum with members: no subclass can exist
             raise TypeError(f"policy must be a Policy, not {type(policy).__name__}")
+        check_max_size(max_size)
         self._policy = policy
-        self._reader = HeaderReader(max_size=max_size)
+        self._max_size = max_size
+        # made on demand: the first chunk usually holds the whole header (proxies send it
+        # in one write), and then one parse call decides without an incremental reader
+        self._reader: HeaderReader | None = None
         self._header: ProxyHeader | None = None
         self._received: ProxyHeader | None = None
         self._app_data = b""
-        self._done = policy is Policy.SKIP  # SKIP: nothing is looked for
+        self._done = policy is _SKIP  # SKIP: nothing is looked for
 
     @property
     def policy(self) -> Policy:
@@ -335,7 +345,9 @@ class PolicyReader:
     @property
     def needed(self) -> int:
         """The minimum number of further bytes needed to decide (0 when done)."""
-        return 0 if self._done else self._reader.needed
+        if self._done:
+            return 0
+        return FIRST_NEEDED if self._reader is None else self._reader.needed
 
     @property
     def header(self) -> ProxyHeader | None:
@@ -362,22 +374,46 @@ class PolicyReader:
         """
         if self._done:
             raise RuntimeError("the connection is decided; pass further data to the application")
+        reader = self._reader
+        if reader is None:
+            # The first chunk: parse it as it is. A whole header (the usual case) or data
+            # that is no header at all under an optional-header policy is decided here;
+            # anything else (a split header, an error, a refusal) goes to the incremental
+            # reader, which parses the same bytes again and ends in the very same state.
+            try:
+                header = _impl.parse(data, max_size=self._max_size)
+            except NoProxyHeader:
+                if self._policy is not _REQUIRE:
+                    # [SPEC §5] R-10: the policy, not the payload, made the header optional
+                    self._app_data = bytes(data)
+                    self._done = True
+                    return True
+            except ProxyProtocolError:
+                pass
+            else:
+                if self._policy is not _REJECT:
+                    self._received = header
+                    self._header = apply_policy(self._policy, header)
+                    self._app_data = bytes(data[header.length :])
+                    self._done = True
+                    return True
+            reader = self._reader = HeaderReader(max_size=self._max_size)
         try:
-            header = self._reader.feed(data)
+            found = reader.feed(data)
         except IncompleteHeader:  # the reader never raises it, but stay explicit
             return False
         except NoProxyHeader:
-            if self._policy is Policy.REQUIRE:
+            if self._policy is _REQUIRE:
                 raise
             # [SPEC §5] R-10: the policy, not the payload, made the header optional
-            self._app_data = self._reader.pending
+            self._app_data = reader.pending
             self._done = True
             return True
-        if header is None:
+        if found is None:
             return False
-        self._received = header
-        self._header = apply_policy(self._policy, header)
-        self._app_data = self._reader.trailing_data
+        self._received = found
+        self._header = apply_policy(self._policy, found)
+        self._app_data = reader.trailing_data
         self._done = True
         return True
 
@@ -394,9 +430,10 @@ class PolicyReader:
         """
         if self._done:
             return
-        if self._reader.buffered:
-            raise IncompleteHeader(self._reader.needed)
-        if self._policy is Policy.REQUIRE:
+        reader = self._reader
+        if reader is not None and reader.buffered:
+            raise IncompleteHeader(reader.needed)
+        if self._policy is _REQUIRE:
             raise NoProxyHeader("a PROXY header is required from this peer, none arrived")
         self._done = True
 
@@ -458,7 +495,7 @@ def accept_datagram(
                            untrusted_policy=untrusted_policy)
     if chosen is None:
         raise UntrustedPeer(f"datagram from untrusted peer {peer!r} dropped")
-    if chosen is Policy.SKIP:
+    if chosen is _SKIP:
         return None, bytes(data)
     reader = PolicyReader(chosen, max_size=max_size)
     if not reader.feed(data):

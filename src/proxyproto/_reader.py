@@ -8,10 +8,25 @@ from . import _impl
 from ._errors import IncompleteHeader, ProxyProtocolError
 from ._header import ProxyHeader
 
-__all__ = ["DEFAULT_MAX_SIZE", "HeaderReader"]
+__all__ = ["DEFAULT_MAX_SIZE", "FIRST_NEEDED", "HeaderReader", "check_max_size"]
 
 #: The default cap for headers read from the network (like nginx's and go-proxyproto's).
 DEFAULT_MAX_SIZE = 4096
+#: What a reader needs before anything arrived: the shortest header is "PROXY UNKNOWN\r\n".
+FIRST_NEEDED = 15
+
+
+def check_max_size(max_size: int) -> None:
+    """Refuse a v2 size cap that is not an int of at least 16 (the fixed part).
+
+    Raises:
+        TypeError: not an int.
+        ValueError: under 16.
+    """
+    if type(max_size) is not int:
+        raise TypeError(f"max_size must be an int, not {type(max_size).__name__}")
+    if max_size < 16:
+        raise ValueError(f"max_size must be at least 16, not {max_size}")
 
 
 class HeaderReader:
@@ -38,15 +53,12 @@ class HeaderReader:
     __slots__ = ("_buffer", "_header", "_max_size", "_needed", "_trailing")
 
     def __init__(self, *, max_size: int = DEFAULT_MAX_SIZE) -> None:
-        if type(max_size) is not int:
-            raise TypeError(f"max_size must be an int, not {type(max_size).__name__}")
-        if max_size < 16:
-            raise ValueError(f"max_size must be at least 16, not {max_size}")
+        check_max_size(max_size)
         self._max_size = max_size
         self._buffer = bytearray()
         self._header: Optional[ProxyHeader] = None
         self._trailing = b""
-        self._needed = 15  # the shortest header is "PROXY UNKNOWN\r\n"
+        self._needed = FIRST_NEEDED
 
     @property
     def max_size(self) -> int:
