@@ -187,14 +187,28 @@ cdef inline bint _is_digit(uint8_t c) noexcept nogil:
     return 0x30 <= c <= 0x39
 
 
+# Byte -> hex digit value, or -1.
+cdef signed char _hex_table[256]
+
+
+cdef void _hex_init() noexcept:
+    cdef int c
+    for c in range(256):
+        if 0x30 <= c <= 0x39:
+            _hex_table[c] = c - 0x30
+        elif 0x61 <= c <= 0x66:
+            _hex_table[c] = c - 0x61 + 10
+        elif 0x41 <= c <= 0x46:
+            _hex_table[c] = c - 0x41 + 10
+        else:
+            _hex_table[c] = -1
+
+
+_hex_init()
+
+
 cdef inline int _hex_value(uint8_t c) noexcept nogil:
-    if 0x30 <= c <= 0x39:
-        return c - 0x30
-    if 0x61 <= c <= 0x66:
-        return c - 0x61 + 10
-    if 0x41 <= c <= 0x46:
-        return c - 0x41 + 10
-    return -1
+    return _hex_table[c]
 
 
 cdef Py_ssize_t _scan_ipv4(const uint8_t *s, Py_ssize_t n, uint8_t *out) noexcept nogil:
