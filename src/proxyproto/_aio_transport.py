@@ -9,6 +9,8 @@ first TLS bytes were already read while looking for the header.
 from __future__ import annotations
 
 import asyncio
+import types
+from collections.abc import Mapping
 from typing import Any
 
 from ._header import ProxyHeader
@@ -65,6 +67,13 @@ class ProxiedSocket:
 
     def __repr__(self) -> str:
         return f"<ProxiedSocket peername={self._peername!r} of {self._sock!r}>"
+
+
+_ASK: Any = object()  # ProxiedTransport: "ask the transport"
+# the base class's extra info: never read (get_extra_info is overridden), read-only
+_NO_EXTRA: Mapping[str, Any] = types.MappingProxyType({})
+_OVERRIDDEN = frozenset({"peername", "sockname", "socket_peername", "socket_sockname",
+                         "proxy_header", "proxy_header_received", "socket"})
 
 
 class ForwardingTransport(asyncio.Transport):
@@ -156,40 +165,68 @@ class ProxiedTransport(ForwardingTransport):
     * ``"proxy_header"``: the header honoured, ``None`` when none was read (or ``IGNORE``);
     * ``"proxy_header_received"``: the header read, even when the policy ignored it;
     * ``"socket"``: the socket, whose ``getpeername``/``getsockname`` give the above.
+
+    ``socket_peername`` and ``socket_sockname``, when given, are the transport's own
+    ``peername`` and ``sockname`` (the PROXY layer read them already); else they are
+    asked of ``transport``. Everything is taken from the transport at construction; the
+    answers above are put together on the first request for one of them (an
+    application that never asks does not pay for them).
     """
 
-    __slots__ = ("_extra_overrides",)
+    __slots__ = ("_extra_overrides", "_header", "_received", "_socket", "_socket_peername",
+                 "_socket_sockname")
 
     def __init__(
         self,
         transport: asyncio.Transport,
         header: ProxyHeader | None,
         received: ProxyHeader | None,
+        socket_peername: Any = _ASK,
+        socket_sockname: Any = _ASK,
     ) -> None:
-        super().__init__(transport)
-        socket_peer = transport.get_extra_info("peername")
-        socket_local = transport.get_extra_info("sockname")
-        peername, sockname = resolve_addresses(header, socket_peer, socket_local)
+        # (positional on purpose: keyword arguments to a class call cost a dict per call,
+        # and the PROXY layer makes one of these per connection)
+        # ForwardingTransport.__init__ inlined: the base class's ``_extra`` is never read,
+        # get_extra_info being overridden
+        self._extra = _NO_EXTRA
+        self._transport = transport
+        self._header = header
+        self._received = received
+        self._socket_peername = (transport.get_extra_info("peername")
+                                 if socket_peername is _ASK else socket_peername)
+        self._socket_sockname = (transport.get_extra_info("sockname")
+                                 if socket_sockname is _ASK else socket_sockname)
+        # the socket now: a closed TLS transport no longer reports it
+        self._socket = transport.get_extra_info("socket")
+        self._extra_overrides: dict[str, Any] | None = None
+
+    def _overrides(self) -> dict[str, Any]:
+        socket_peer, socket_local = self._socket_peername, self._socket_sockname
+        peername, sockname = resolve_addresses(self._header, socket_peer, socket_local)
         overrides: dict[str, Any] = {
             "peername": peername,
             "sockname": sockname,
             "socket_peername": socket_peer,
             "socket_sockname": socket_local,
-            "proxy_header": header,
-            "proxy_header_received": received,
+            "proxy_header": self._header,
+            "proxy_header_received": self._received,
         }
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            overrides["socket"] = ProxiedSocket(sock, peername, sockname)
+        if self._socket is not None:
+            overrides["socket"] = ProxiedSocket(self._socket, peername, sockname)
         self._extra_overrides = overrides
+        return overrides
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
-        if name in self._extra_overrides:
-            return self._extra_overrides[name]
+        if name in _OVERRIDDEN:
+            overrides = self._extra_overrides
+            if overrides is None:
+                overrides = self._overrides()
+            if name in overrides:
+                return overrides[name]
         return self._transport.get_extra_info(name, default)
 
     def __repr__(self) -> str:
-        return (f"<ProxiedTransport peername={self._extra_overrides['peername']!r} "
+        return (f"<ProxiedTransport peername={self.get_extra_info('peername')!r} "
                 f"over {self._transport!r}>")
 
 
