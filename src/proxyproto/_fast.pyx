@@ -749,7 +749,39 @@ cdef object _unix_path(const uint8_t *raw):
     return PyUnicode_DecodeUTF8(<const char *>raw, n, "surrogateescape")
 
 
-cdef object _parse_v2(const uint8_t *p, Py_ssize_t size, Py_ssize_t max_size):
+# What parse() raises when the C path returns None: the fallback's verdict (_DEFER), or
+# one of the two cheap, hot answers, raised by parse() itself so that only one frame goes
+# into the traceback (each frame Cython adds costs as much as the whole parse).
+cdef enum:
+    _DEFER = 0
+    _INCOMPLETE = 1  # IncompleteHeader(arg)
+    _NOT_V1 = 2  # NoProxyHeader: byte `arg` breaks the v1 signature
+    _NOT_V2 = 3  # NoProxyHeader: byte `arg` breaks the v2 signature
+    _NOT_PROXY = 4  # NoProxyHeader: byte 0 starts neither signature
+
+ctypedef struct Verdict:
+    int code
+    Py_ssize_t arg
+
+
+cdef inline object _refuse(Verdict *verdict, int code, Py_ssize_t arg):
+    verdict.code = code
+    verdict.arg = arg
+    return None
+
+
+cdef object _error(Verdict *verdict):
+    if verdict.code == _INCOMPLETE:
+        return IncompleteHeader(verdict.arg)
+    if verdict.code == _NOT_V1:
+        return NoProxyHeader(f"not a PROXY header: byte {verdict.arg} breaks the v1 signature")
+    if verdict.code == _NOT_V2:
+        return NoProxyHeader(f"not a PROXY header: byte {verdict.arg} breaks the v2 signature")
+    return NoProxyHeader("not a PROXY header: byte 0 starts neither a v1 nor a v2 signature")
+
+
+cdef object _parse_v2(const uint8_t *p, Py_ssize_t size, Py_ssize_t max_size,
+                      Verdict *verdict):
     cdef Py_ssize_t present = size if size < 12 else 12
     cdef Py_ssize_t offset, length, total, block
     cdef uint8_t command, family_byte
@@ -757,18 +789,16 @@ cdef object _parse_v2(const uint8_t *p, Py_ssize_t size, Py_ssize_t max_size):
     if (memcmp(p, _SIG, 12) if present == 12 else memcmp(p, _SIG, present)) != 0:
         for offset in range(present):
             if p[offset] != <uint8_t>_SIG[offset]:
-                raise NoProxyHeader(
-                    f"not a PROXY header: byte {offset} breaks the v2 signature"
-                )
+                return _refuse(verdict, _NOT_V2, offset)
     if size < 13:
-        raise IncompleteHeader(16 - size)
+        return _refuse(verdict, _INCOMPLETE, 16 - size)
     if p[12] >> 4 != 2:  # R-30
         return None
     command = p[12] & 0x0F
     if command > 1:  # R-31
         return None
     if size < 14:
-        raise IncompleteHeader(16 - size)
+        return _refuse(verdict, _INCOMPLETE, 16 - size)
     # R-37: the seven defined values of byte 14 (R-35, R-36, A-8).
     family_byte = p[13]
     if family_byte == 0x11 or family_byte == 0x12:
@@ -787,7 +817,7 @@ cdef object _parse_v2(const uint8_t *p, Py_ssize_t size, Py_ssize_t max_size):
         return None
     transport = None if block == 0 else _STREAM if family_byte & 0x0F == 1 else _DGRAM
     if size < 16:
-        raise IncompleteHeader(16 - size)
+        return _refuse(verdict, _INCOMPLETE, 16 - size)
     length = (<Py_ssize_t>p[14] << 8) | p[15]
     if command and length < block:  # R-47
         return None
@@ -795,7 +825,7 @@ cdef object _parse_v2(const uint8_t *p, Py_ssize_t size, Py_ssize_t max_size):
     if total > max_size:  # R-65, A-10
         return None
     if size < total:
-        raise IncompleteHeader(total - size)
+        return _refuse(verdict, _INCOMPLETE, total - size)
     if not command:
         # R-32, R-40, A-6: LOCAL -> real endpoints; honour len; TLVs after the block.
         if length >= block:
@@ -829,8 +859,8 @@ cdef object _parse_v2(const uint8_t *p, Py_ssize_t size, Py_ssize_t max_size):
 # Entry point
 
 
-cdef object _parse_c(object data, object max_size):
-    """The C path: a header, a raised IncompleteHeader/NoProxyHeader, or None to defer."""
+cdef object _parse_c(object data, object max_size, Verdict *verdict):
+    """The C path: a header, or None and the verdict (see _error) for anything else."""
     cdef Py_buffer view
     cdef const uint8_t *p
     cdef Py_ssize_t size, cap
@@ -867,17 +897,15 @@ cdef object _parse_c(object data, object max_size):
         return None  # TypeError, from the fallback
     try:
         if size == 0:
-            raise IncompleteHeader(15)
+            return _refuse(verdict, _INCOMPLETE, 15)
         if p[0] == 0x0D:
-            return _parse_v2(p, size, cap)
+            return _parse_v2(p, size, cap, verdict)
         if p[0] == 0x50:
             for offset in range(1, size if size < 5 else 5):
                 if p[offset] != <uint8_t>b"PROXY"[offset]:
-                    raise NoProxyHeader(
-                        f"not a PROXY header: byte {offset} breaks the v1 signature"
-                    )
+                    return _refuse(verdict, _NOT_V1, offset)
             return _parse_v1(p, size)
-        raise NoProxyHeader("not a PROXY header: byte 0 starts neither a v1 nor a v2 signature")
+        return _refuse(verdict, _NOT_PROXY, 0)
     finally:
         if held:
             PyBuffer_Release(&view)
@@ -906,15 +934,24 @@ def parse(data, *, max_size=MAX_V2_SIZE):
         TypeError: ``data`` is not bytes-like or ``max_size`` is not an int.
         ValueError: ``max_size`` is smaller than 16.
     """
-    header = _parse_c(data, max_size)
-    if header is None:
+    cdef Verdict verdict
+    verdict.code = _DEFER
+    header = _parse_c(data, max_size, &verdict)
+    if header is not None:
+        return header
+    if verdict.code == _DEFER:
         return _fb.parse(data, max_size=max_size)
-    return header
+    raise _error(&verdict)
 
 
 def _parse_c_only(data, *, max_size=MAX_V2_SIZE):
     """Test hook: ``parse`` without the fallback; ``None`` where ``parse`` would defer."""
-    return _parse_c(data, max_size)
+    cdef Verdict verdict
+    verdict.code = _DEFER
+    header = _parse_c(data, max_size, &verdict)
+    if header is None and verdict.code != _DEFER:
+        raise _error(&verdict)
+    return header
 
 
 # ---------------------------------------------------------------------------------------
