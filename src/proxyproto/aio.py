@@ -19,6 +19,7 @@ import importlib
 import logging
 import socket
 import ssl as _ssl
+import time
 from collections.abc import Awaitable, Iterable
 from typing import Any, Callable, Optional, Union, cast
 
@@ -75,11 +76,72 @@ _STREAM_LIMIT = 2**16  # asyncio.streams' default buffer limit
 _STREAM_PROTOCOLS = (asyncio.Protocol, asyncio.BufferedProtocol)
 
 
+# asyncio runs a timer once loop.time() + this resolution reaches its time (its own rule)
+_CLOCK_RESOLUTION = time.get_clock_info("monotonic").resolution
+
+
+class _HeaderDeadlines:
+    """The header deadlines of one server's connections on one event loop, with one timer.
+
+    Every connection of a server gets the same ``timeout``, so deadlines taken in arrival
+    order are already sorted: a dict (insertion-ordered) of waiting layers is the whole
+    queue. Adding and removing a connection are dict operations; the single timer runs
+    at the earliest deadline still waiting and times out every connection due, where a
+    ``loop.call_later`` per connection (a heap push and a ``TimerHandle``) cost several
+    microseconds. Sweeps are at least ``slack`` apart, ``min(0.1 s, timeout / 10)``: a
+    connection is timed out ``timeout`` seconds after it was made, never earlier and at
+    most ``slack`` later, so a flood of stalled connections costs one wake-up per batch.
+    """
+
+    __slots__ = ("_slack", "_timeout", "_timer", "loop", "waiting")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, timeout: float) -> None:
+        self.loop = loop
+        self._timeout = timeout
+        self._slack = min(0.1, timeout / 10)
+        self._timer: asyncio.TimerHandle | None = None
+        #: the waiting layers, by arrival, with their deadlines (in ``loop.time()``)
+        self.waiting: dict[ProxyProtocolLayer, float] = {}
+
+    def add(self, layer: ProxyProtocolLayer) -> None:
+        """Start ``layer``'s deadline: ``timeout`` seconds from now."""
+        deadline = self.loop.time() + self._timeout
+        self.waiting[layer] = deadline
+        if self._timer is None:
+            self._timer = self.loop.call_at(deadline, self._sweep)
+
+    def _sweep(self) -> None:
+        self._timer = None
+        waiting = self.waiting
+        now = self.loop.time() + _CLOCK_RESOLUTION
+        due: list[ProxyProtocolLayer] = []
+        for layer, deadline in waiting.items():
+            if deadline > now:
+                break
+            due.append(layer)
+        for layer in due:
+            del waiting[layer]
+        if waiting:
+            first = next(iter(waiting.values()))
+            self._timer = self.loop.call_at(max(first, now + self._slack), self._sweep)
+        else:
+            waiting.clear()  # frees the table a burst of connections left (dicts keep it)
+        for layer in due:
+            try:
+                layer._on_timeout()
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:  # as a timer callback of its own would report it
+                self.loop.call_exception_handler({
+                    "message": "exception in the PROXY header timeout of a connection",
+                    "exception": exc, "protocol": layer})
+
+
 class _Config:
     """The settings shared by every connection of one server."""
 
-    __slots__ = ("handshake_timeout", "max_size", "policy", "ssl", "stats", "timeout",
-                 "trusted", "untrusted_policy")
+    __slots__ = ("_deadlines", "handshake_timeout", "max_size", "policy", "ssl", "stats",
+                 "timeout", "trusted", "untrusted_policy")
 
     def __init__(
         self,
@@ -111,6 +173,16 @@ class _Config:
         self.ssl = ssl
         self.handshake_timeout = ssl_handshake_timeout
         self.stats = stats if stats is not None else ProxyStats()
+        self._deadlines: _HeaderDeadlines | None = None
+
+    def deadlines(self, loop: asyncio.AbstractEventLoop) -> _HeaderDeadlines:
+        """The header deadlines of this server's connections on ``loop``."""
+        deadlines = self._deadlines
+        if deadlines is None or deadlines.loop is not loop:
+            # a factory used on another loop: a queue of its own there (the previous one
+            # lives on with its timer and its connections, until they are settled)
+            deadlines = self._deadlines = _HeaderDeadlines(loop, self.timeout)
+        return deadlines
 
 
 class _HeldEvents(asyncio.BufferedProtocol):
@@ -160,13 +232,18 @@ class ProxyProtocolLayer(asyncio.Protocol):
     so the layer costs nothing after the hand-over.
     """
 
+    __slots__ = ("__weakref__", "_app_factory", "_config", "_local", "_peer", "_pending",
+                 "_reader", "_transport", "_upgrade", "_waiting")
+
     def __init__(self, app_factory: Callable[[], asyncio.BaseProtocol], config: _Config) -> None:
         self._app_factory = app_factory
         self._config = config
         self._transport: asyncio.Transport | None = None
         self._reader: PolicyReader | None = None
-        self._timer: asyncio.TimerHandle | None = None
+        # the server's waiting connections while this one's header deadline runs
+        self._waiting: dict[ProxyProtocolLayer, float] | None = None
         self._peer: Any = None
+        self._local: Any = None
         self._pending = False  # counted in stats.pending
         self._upgrade: asyncio.Task[None] | None = None
 
@@ -176,9 +253,9 @@ class ProxyProtocolLayer(asyncio.Protocol):
         self._transport = transport = cast(asyncio.Transport, transport)  # uvloop's too
         config = self._config
         self._peer = peer = transport.get_extra_info("peername")
+        self._local = local = transport.get_extra_info("sockname")
         try:
-            policy = decide_policy(peer, transport.get_extra_info("sockname"),
-                                   trusted=config.trusted, policy=config.policy,
+            policy = decide_policy(peer, local, trusted=config.trusted, policy=config.policy,
                                    untrusted_policy=config.untrusted_policy)
         except Exception as exc:  # a policy callable that failed: refuse, keep serving
             logger.exception("policy callable failed for %s", _show(peer))
@@ -188,14 +265,17 @@ class ProxyProtocolLayer(asyncio.Protocol):
             # [SPEC §5] R-62: an untrusted peer; nothing is read
             self._refuse("untrusted", None)
             return
-        self._reader = PolicyReader(policy, max_size=config.max_size)
+        self._reader = reader = PolicyReader(policy, max_size=config.max_size)
         config.stats.pending += 1
         self._pending = True
-        if self._reader.done:  # SKIP: no header looked for
+        if reader.done:  # SKIP: no header looked for
             self._decided(b"")
             return
-        # [SPEC §2] R-8: give up on a header that does not arrive in time
-        self._timer = asyncio.get_running_loop().call_later(config.timeout, self._on_timeout)
+        # [SPEC §2] R-8: give up on a header that does not arrive in time (one timer per
+        # server and loop for all its connections' deadlines)
+        deadlines = config.deadlines(asyncio.get_running_loop())
+        deadlines.add(self)
+        self._waiting = deadlines.waiting
 
     def data_received(self, data: bytes) -> None:
         reader = self._reader
@@ -231,12 +311,12 @@ class ProxyProtocolLayer(asyncio.Protocol):
             self._upgrade.cancel()  # lost during the TLS set-up: refused there
         elif self._pending:
             self._refuse("eof", exc)
-        self._cancel_timer()
+        self._cancel_deadline()
 
     # -- decisions --------------------------------------------------------------------
 
     def _on_timeout(self) -> None:
-        self._timer = None
+        self._waiting = None  # the sweep already took it out
         reader = self._reader
         if reader is None or reader.done:
             return
@@ -247,10 +327,13 @@ class ProxyProtocolLayer(asyncio.Protocol):
             return
         self._decided(b"")
 
-    def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+    def _cancel_deadline(self) -> None:
+        waiting = self._waiting
+        if waiting is not None:
+            self._waiting = None
+            waiting.pop(self, None)
+            if not waiting:
+                waiting.clear()  # frees the table a burst of connections left (dicts keep it)
 
     def _refuse(self, reason: str, exc: BaseException | None) -> None:
         stats = self._config.stats
@@ -258,7 +341,7 @@ class ProxyProtocolLayer(asyncio.Protocol):
         if self._pending:
             self._pending = False
             stats.pending -= 1
-        self._cancel_timer()
+        self._cancel_deadline()
         self._reader = None
         logger.info("refused connection from %s: %s%s", _show(self._peer), reason,
                     f" ({exc})" if exc is not None and str(exc) else "")
@@ -274,7 +357,7 @@ class ProxyProtocolLayer(asyncio.Protocol):
 
     def _decided(self, app_data: bytes) -> asyncio.BaseProtocol | None:
         """The header is settled: start TLS, or give the connection to the application."""
-        self._cancel_timer()
+        self._cancel_deadline()
         assert self._reader is not None and self._transport is not None
         header, received = self._reader.header, self._reader.received
         transport = self._transport
@@ -286,7 +369,8 @@ class ProxyProtocolLayer(asyncio.Protocol):
         self._accept()
         app = self._app_factory()
         transport.set_protocol(app)  # from now on the socket talks to the app directly
-        app.connection_made(ProxiedTransport(transport, header, received))
+        app.connection_made(ProxiedTransport(transport, header, received, self._peer,
+                                             self._local))
         if app_data and not transport.is_closing():
             feed_protocol(app, app_data)  # [SPEC §2.2] R-64: the bytes after the header
         return app
@@ -368,7 +452,10 @@ def wrap_protocol_factory(
         untrusted_policy: the policy for other peers: ``None`` (default) closes them
             before reading anything; ``SKIP`` serves them with no header looked for;
             ``IGNORE``/``REJECT`` read a header but never believe it.
-        timeout: seconds for the header to arrive (default 5).
+        timeout: seconds for the header to arrive, from the connection (default 5).
+            One timer per server checks every connection's deadline, so a connection
+            is dropped at most ``min(0.1, timeout / 10)`` seconds after its own, never
+            before it.
         max_size: the v2 header size cap in bytes (default 4096).
         ssl: a server ``SSLContext``: TLS starts *after* the header.
         ssl_handshake_timeout: seconds for that handshake (asyncio's default: 60).
