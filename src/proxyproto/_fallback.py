@@ -602,7 +602,7 @@ def parse(
         return _parse_v2(data, size, max_size)
     if first == 0x50:
         present = min(size, 5)
-        if data[:present] != b"PROXY"[:present]:
+        if not data.startswith(b"PROXY") and data[:present] != b"PROXY"[:present]:
             for offset in range(present):
                 if data[offset] != b"PROXY"[offset]:
                     raise NoProxyHeader(
@@ -615,21 +615,21 @@ def parse(
             tcp4 = data[9] == 0x34
             match = (_TCP4_LINE_RE if tcp4 else _TCP6_LINE_RE).match(data)
             if match is not None:
-                sport, dport = int(match[3]), int(match[4])
-                src, dst = match[1], match[2]
-                if sport > 0xFFFF or dport > 0xFFFF or match.end() > V1_MAX_LENGTH:
+                src, dst, sport_text, dport_text = match.groups()
+                sport, dport, end = int(sport_text), int(dport_text), match.end()
+                if sport > 0xFFFF or dport > 0xFFFF or end > V1_MAX_LENGTH:
                     pass
                 elif tcp4:
                     return _new_header(
                         ProxyHeader,
                         (1, _PROXY, _AF_INET, _STREAM, (src.decode(), sport),
-                         (dst.decode(), dport), (), match.end()),
+                         (dst.decode(), dport), (), end),
                     )
                 elif _is_ipv6(src) and _is_ipv6(dst):
                     return _new_header(
                         ProxyHeader,
                         (1, _PROXY, _AF_INET6, _STREAM, (_canonical_ipv6(src), sport),
-                         (_canonical_ipv6(dst), dport), (), match.end()),
+                         (_canonical_ipv6(dst), dport), (), end),
                     )
         return _parse_v1(data, size)
     raise NoProxyHeader("not a PROXY header: byte 0 starts neither a v1 nor a v2 signature")
