@@ -119,7 +119,9 @@ def ratio(a: Optional[list[float]], b: Optional[list[float]]) -> str:
     return f"{statistics.median(a) / statistics.median(b):.1f}x"
 
 
-def table(cases: list[Case], samples: dict[tuple[str, str], list[float]], markdown: bool) -> str:
+def table(
+    cases: list[Case], samples: dict[tuple[str, str], list[float]], markdown: bool, rst: bool
+) -> str:
     header = ["case", "bytes", "Cython ns", "Python ns", "proxy-protocol ns",
               "Python/Cython", "peer/Cython", "peer/Python"]
     rows = []
@@ -131,6 +133,10 @@ def table(cases: list[Case], samples: dict[tuple[str, str], list[float]], markdo
     if markdown:
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         lines += ["| " + " | ".join(row) + " |" for row in rows]
+    elif rst:
+        lines = [".. list-table::", "   :header-rows: 1", ""]
+        for row in [header, *rows]:
+            lines += [f"   * - {row[0]}"] + [f"     - {cell}" for cell in row[1:]]
     else:
         widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
         lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w)
@@ -148,6 +154,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--case", action="append", help="only cases whose name contains this")
     parser.add_argument("--json", metavar="PATH", help="also write every sample to PATH")
     parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    parser.add_argument("--rst", action="store_true", help="print a reStructuredText table")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if args.quick:
@@ -170,7 +177,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     for key, value in info.items():
         print(f"{key}: {value}")
     print()
-    print(table(cases, samples, args.markdown))
+    print(table(cases, samples, args.markdown, args.rst))
     if args.json:
         with open(args.json, "w") as out:
             json.dump({"machine": info,
