@@ -125,7 +125,7 @@ def _shape(func: Callable[..., object]) -> list[tuple[str, object, object]]:
 @pytest.mark.parametrize("name", PUBLIC)
 def test_same_signature_and_docstring(fast: ModuleType, name: str) -> None:
     assert _shape(getattr(fast, name)) == _shape(getattr(_fallback, name))
-    assert getattr(fast, name).__doc__.strip()
+    assert getattr(fast, name).__doc__ == getattr(_fallback, name).__doc__
 
 
 def test_same_constants(fast: ModuleType) -> None:

@@ -157,10 +157,6 @@ cdef uint32_t _crc_update(uint32_t crc, const uint8_t *p, Py_ssize_t n) noexcept
 
 
 def crc32c(data, value=0):
-    """Return the CRC-32C (Castagnoli) of ``data``, continuing from ``value``.
-
-    ``crc32c(b"123456789") == 0xE3069283``.
-    """
     cdef Py_buffer view
     cdef uint32_t crc
     cdef long start
@@ -478,50 +474,39 @@ cdef bint _is_ascii(const uint8_t *s, Py_ssize_t n) noexcept nogil:
 cdef bint _is_utf8(const uint8_t *s, Py_ssize_t n) noexcept nogil:
     """What bytes.decode("utf-8") accepts: no overlongs, surrogates or code points past
     U+10FFFF, no truncated sequence."""
-    cdef Py_ssize_t i = 0
-    cdef uint8_t c, c1
+    cdef Py_ssize_t i = 0, k, follow
+    cdef uint8_t c, low, high
     while i < n:
         c = s[i]
         if c < 0x80:
             i += 1
-        elif c < 0xC2:
+            continue
+        if c < 0xC2 or c > 0xF4:
             return False
-        elif c < 0xE0:
-            if i + 1 >= n or (s[i + 1] & 0xC0) != 0x80:
-                return False
-            i += 2
+        # The lead byte fixes how many bytes follow and the range of the first of them
+        # (E0 and F0 exclude overlongs, ED surrogates, F4 code points past U+10FFFF).
+        low = 0x80
+        high = 0xBF
+        if c < 0xE0:
+            follow = 1
         elif c < 0xF0:
-            if i + 2 >= n:
-                return False
-            c1 = s[i + 1]
+            follow = 2
             if c == 0xE0:
-                if c1 < 0xA0 or c1 > 0xBF:
-                    return False
+                low = 0xA0
             elif c == 0xED:
-                if c1 < 0x80 or c1 > 0x9F:
-                    return False
-            elif (c1 & 0xC0) != 0x80:
-                return False
-            if (s[i + 2] & 0xC0) != 0x80:
-                return False
-            i += 3
-        elif c < 0xF5:
-            if i + 3 >= n:
-                return False
-            c1 = s[i + 1]
-            if c == 0xF0:
-                if c1 < 0x90 or c1 > 0xBF:
-                    return False
-            elif c == 0xF4:
-                if c1 < 0x80 or c1 > 0x8F:
-                    return False
-            elif (c1 & 0xC0) != 0x80:
-                return False
-            if (s[i + 2] & 0xC0) != 0x80 or (s[i + 3] & 0xC0) != 0x80:
-                return False
-            i += 4
+                high = 0x9F
         else:
+            follow = 3
+            if c == 0xF0:
+                low = 0x90
+            elif c == 0xF4:
+                high = 0x8F
+        if i + follow >= n or not low <= s[i + 1] <= high:
             return False
+        for k in range(i + 2, i + follow + 1):
+            if (s[k] & 0xC0) != 0x80:
+                return False
+        i += follow + 1
     return True
 
 
@@ -912,28 +897,6 @@ cdef object _parse_c(object data, object max_size, Verdict *verdict):
 
 
 def parse(data, *, max_size=MAX_V2_SIZE):
-    """Parse the PROXY header (v1 or v2) at the start of ``data``.
-
-    Bytes after the header are allowed and left alone: ``header.length`` says where the
-    application data starts.
-
-    Args:
-        data: the first bytes of a connection (or of a datagram).
-        max_size: the largest v2 header accepted, in bytes (at least 16; the default is
-            the spec's maximum, 65551). v1 lines are always capped at 107 bytes.
-
-    Returns:
-        The parsed :class:`ProxyHeader`.
-
-    Raises:
-        IncompleteHeader: ``data`` is a proper prefix of a header that could still be
-            valid; ``.needed`` is the minimum number of further bytes required.
-        NoProxyHeader: ``data`` starts with neither the v1 nor the v2 signature.
-        InvalidHeader: any other violation of the spec (subclasses: ``HeaderTooLarge``,
-            ``ChecksumMismatch``); the message names the rule and the byte offset.
-        TypeError: ``data`` is not bytes-like or ``max_size`` is not an int.
-        ValueError: ``max_size`` is smaller than 16.
-    """
     cdef Verdict verdict
     verdict.code = _DEFER
     header = _parse_c(data, max_size, &verdict)
@@ -1056,20 +1019,6 @@ cdef object _encode_v1_c(object source, object destination):
 
 
 def encode_v1(source, destination):
-    """Encode a v1 (text) header.
-
-    Args:
-        source: the original client as ``(host, port)``, or ``None``.
-        destination: the original destination as ``(host, port)``, or ``None``.
-
-    Returns:
-        ``PROXY TCP4 ...`` or ``PROXY TCP6 ...`` with canonical addresses; ``PROXY
-        UNKNOWN\\r\\n`` when both are ``None``. A mixed IPv4/IPv6 pair is written as
-        ``TCP6`` with the IPv4 address mapped (``::ffff:a.b.c.d``), as HAProxy does.
-
-    Raises:
-        TypeError, ValueError: an address that cannot be encoded.
-    """
     line = _encode_v1_c(source, destination)
     if line is None:
         return _fb.encode_v1(source, destination)
@@ -1177,24 +1126,6 @@ cdef object _encode_v2_c(object source, object destination, object transport, ob
 
 
 def encode_v2(source, destination, *, transport=socket.SOCK_STREAM, tlvs=(), crc32c=False):
-    """Encode a v2 (binary) header.
-
-    Args:
-        source, destination: ``(host, port)`` tuples (IPv4 or IPv6; a mixed pair is
-            written as IPv6 with the IPv4 address mapped), UNIX paths (``str``, or
-            ``bytes`` for an abstract name), or both ``None`` for a ``LOCAL`` header.
-        transport: ``socket.SOCK_STREAM`` or ``socket.SOCK_DGRAM``.
-        tlvs: ``(type, value)`` pairs, written in the order given.
-        crc32c: append a CRC32C TLV computed over the final header.
-
-    Returns:
-        The header bytes.
-
-    Raises:
-        TypeError, ValueError: anything that would not give a valid header (bad address,
-            port outside 0..65535, TLV too large or invalid for its type, a CRC32C TLV
-            passed in ``tlvs``, total length above 65535).
-    """
     header = _encode_v2_c(source, destination, transport, tlvs, crc32c)
     if header is None:
         return _fb.encode_v2(source, destination, transport=transport, tlvs=tlvs,
@@ -1206,3 +1137,9 @@ def _encode_v2_c_only(source, destination, *, transport=socket.SOCK_STREAM, tlvs
                       crc32c=False):
     """Test hook: ``encode_v2`` without the fallback; ``None`` where it would defer."""
     return _encode_v2_c(source, destination, transport, tlvs, crc32c)
+
+
+# The public functions carry the fallback's docstrings, so help() reads the same.
+for _name in ("parse", "encode_v1", "encode_v2", "crc32c"):
+    globals()[_name].__doc__ = getattr(_fb, _name).__doc__
+del _name
