@@ -603,15 +603,38 @@ cdef inline Py_ssize_t _v1_line_end(const uint8_t *p, Py_ssize_t pos, Py_ssize_t
     return pos
 
 
+cdef Py_ssize_t _v1_address(const uint8_t *p, Py_ssize_t pos, Py_ssize_t limit, bint v6,
+                            uint8_t *out) noexcept nogil:
+    """Read the address field at pos (TCP4: a dotted quad; TCP6: IPv6 text) and the single
+    space after it, writing the packed address; return where the next field starts, or -1.
+    """
+    cdef Py_ssize_t end
+    if v6:
+        end = pos
+        while end < limit and p[end] != 0x20 and p[end] != 0x0D and p[end] != 0x0A:
+            end += 1
+        if not _parse_ipv6(p + pos, end - pos, out):
+            return -1
+    else:
+        end = _scan_ipv4(p + pos, limit - pos, out)
+        if end < 0:
+            return -1
+        end += pos
+    if end >= limit or p[end] != 0x20:
+        return -1
+    return end + 1
+
+
 cdef object _parse_v1(const uint8_t *p, Py_ssize_t size):
     """A complete, valid v1 line ([SPEC §2.1], R-12..R-26); None for anything else."""
     # The fallback finds the first CRLF within 107 bytes (R-22, R-24), rejects any other
     # CR or LF before it (R-26), then splits on single spaces.
     cdef Py_ssize_t limit = size if size < _V1_MAX else _V1_MAX
-    cdef Py_ssize_t pos, n, src_at = 0, src_len = 0, dst_at = 0, dst_len = 0
+    cdef Py_ssize_t pos, n, src_at, dst_at, ports_at
     cdef uint8_t src[16]
     cdef uint8_t dst[16]
     cdef long sport, dport
+    cdef bint v6
     cdef object src_host, dst_host, family
     if limit < 15 or p[5] != 0x20:
         return None
@@ -624,35 +647,14 @@ cdef object _parse_v1(const uint8_t *p, Py_ssize_t size):
     if memcmp(p + 6, b"TCP", 3) != 0 or p[10] != 0x20 or (p[9] != 0x34 and p[9] != 0x36):
         return None
     # "PROXY TCPx SRC DST SPORT DPORT\r\n": single spaces, nothing else (R-17..R-21).
-    pos = 11
-    if p[9] == 0x34:
-        src_at = pos
-        src_len = _scan_ipv4(p + pos, limit - pos, src)
-        if src_len < 0 or pos + src_len >= limit or p[pos + src_len] != 0x20:
-            return None
-        pos += src_len + 1
-        dst_at = pos
-        dst_len = _scan_ipv4(p + pos, limit - pos, dst)
-        if dst_len < 0 or pos + dst_len >= limit or p[pos + dst_len] != 0x20:
-            return None
-        pos += dst_len + 1
-    else:
-        for n in range(pos, limit):
-            if p[n] == 0x20 or p[n] == 0x0D or p[n] == 0x0A:
-                break
-        else:
-            return None
-        if p[n] != 0x20 or not _parse_ipv6(p + pos, n - pos, src):
-            return None
-        pos = n + 1
-        for n in range(pos, limit):
-            if p[n] == 0x20 or p[n] == 0x0D or p[n] == 0x0A:
-                break
-        else:
-            return None
-        if p[n] != 0x20 or not _parse_ipv6(p + pos, n - pos, dst):
-            return None
-        pos = n + 1
+    v6 = p[9] == 0x36
+    src_at = 11
+    dst_at = _v1_address(p, src_at, limit, v6, src)
+    if dst_at < 0:
+        return None
+    ports_at = pos = _v1_address(p, dst_at, limit, v6, dst)
+    if pos < 0:
+        return None
     n = _scan_port(p + pos, limit - pos, &sport)
     if n < 0 or pos + n >= limit or p[pos + n] != 0x20:
         return None
@@ -661,10 +663,10 @@ cdef object _parse_v1(const uint8_t *p, Py_ssize_t size):
     if n < 0 or pos + n + 1 >= limit or p[pos + n] != 0x0D or p[pos + n + 1] != 0x0A:
         return None
     pos += n + 2  # the header's length
-    if p[9] == 0x34:
+    if not v6:  # a valid dotted quad is already canonical
         family = _AF_INET
-        src_host = pp_ascii_str(<const char *>p + src_at, src_len)
-        dst_host = pp_ascii_str(<const char *>p + dst_at, dst_len)
+        src_host = pp_ascii_str(<const char *>p + src_at, dst_at - 1 - src_at)
+        dst_host = pp_ascii_str(<const char *>p + dst_at, ports_at - 1 - dst_at)
     else:
         family = _AF_INET6
         src_host = _ipv6_str(src)
