@@ -12,7 +12,12 @@ author = "The proxyproto developers"
 copyright = "2026, The proxyproto developers"
 release = "0.1.0.dev0"
 
-extensions = ["sphinx.ext.autodoc", "sphinx.ext.napoleon", "sphinx.ext.intersphinx", "sphinx.ext.viewcode"]
+extensions = [
+    "sphinx.ext.autodoc",
+    "sphinx.ext.napoleon",
+    "sphinx.ext.intersphinx",
+    "sphinx.ext.viewcode",
+]
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"
 autodoc_default_options = {"undoc-members": False}
@@ -21,4 +26,5 @@ nitpicky = False
 suppress_warnings = ["ref.python"]
 html_theme = "alabaster"
 exclude_patterns = ["_build"]
-napoleon_use_ivar = True  # "Attributes:" sections as fields, not duplicate attribute entries
+# "Attributes:" sections as fields, not duplicate attribute entries
+napoleon_use_ivar = True

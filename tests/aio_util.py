@@ -60,15 +60,18 @@ class Record:
 
 
 class Recorder:
-    """Collects one Record per accepted connection, keyed by the client's source port."""
+    """Collects one Record per accepted connection, keyed by the client's (host, port).
+
+    The host matters: a ``::1`` client and a ``127.0.0.2`` client may get the same port.
+    """
 
     def __init__(self) -> None:
-        self.records: dict[int, Record] = {}
+        self.records: dict[tuple[str, int], Record] = {}
 
     def new(self, info: Callable[[str], Any]) -> Record:
         record = Record(info("socket_peername"), info("peername"), info("sockname"),
                         info("proxy_header"), info("proxy_header_received"))
-        self.records[record.socket_peer[1]] = record
+        self.records[(record.socket_peer[0], record.socket_peer[1])] = record
         return record
 
     async def streams_cb(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

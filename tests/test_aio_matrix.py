@@ -157,7 +157,7 @@ async def scenario(api: str, policy: Policy, untrusted_policy: Optional[Policy])
             peer_policy = policy if peer != UNTRUSTED_V4 else untrusted_policy
             outcome, detail = expected(peer_policy, kind)
             label = f"{peer} {kind.name} under {peer_policy}"
-            record = recorder.records.get(client_port)
+            record = recorder.records.get((peer, client_port))
             if outcome == "refused":
                 want_refused[detail] += 1
                 if record is not None or answer:

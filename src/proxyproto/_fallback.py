@@ -582,7 +582,9 @@ def parse(
         elif isinstance(data, bytes):
             data = bytes(data)
         else:
-            raise TypeError(f"data must be bytes, bytearray or memoryview, not {type(data).__name__}")
+            raise TypeError(
+                f"data must be bytes, bytearray or memoryview, not {type(data).__name__}"
+            )
     if type(max_size) is not int:
         raise TypeError(f"max_size must be an int, not {type(max_size).__name__}")
     if max_size < 16:
