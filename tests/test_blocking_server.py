@@ -60,13 +60,15 @@ class Record:
 
 
 class Records:
+    """Records by the client's (host, port): clients on two loopback addresses may share a port."""
+
     def __init__(self) -> None:
-        self.by_port: dict[int, Record] = {}
+        self.by_peer: dict[tuple[str, int], Record] = {}
         self.lock = threading.Lock()
 
     def add(self, record: Record) -> None:
         with self.lock:
-            self.by_port[record.socket_peer[1]] = record
+            self.by_peer[(record.socket_peer[0], record.socket_peer[1])] = record
 
 
 def serve_app(sock: socket.socket, record: Record, records: Records) -> None:
@@ -275,12 +277,12 @@ def test_matrix(kind: str, policy: Policy, untrusted_policy: Optional[Policy]) -
                                     cases))
         want_refused: collections.Counter[str] = collections.Counter()
         served = 0
-        records = {port: r for server in servers for port, r in server.records.by_port.items()}
+        records = {peer: r for server in servers for peer, r in server.records.by_peer.items()}
         for (peer, k), (client_port, answer) in zip(cases, results):
             peer_policy = policy if peer != UNTRUSTED_V4 else untrusted_policy
             outcome, detail = expected(peer_policy, k)
             label = f"{peer} {k.name} under {peer_policy}"
-            record = records.get(client_port)
+            record = records.get((peer, client_port))
             if outcome == "refused":
                 want_refused[detail] += 1
                 if record is not None or answer:
@@ -357,7 +359,7 @@ def test_mixin_policy_callable(choose: Any, reason: str,
         _, untrusted_answer = play(UNTRUSTED_V4, port, Kind("v1", V1, (V1 + PAYLOAD,)))
         _, trusted_answer = play(TRUSTED_V4, port, Kind("v1", V1, (V1 + PAYLOAD,)))
     assert (trusted_answer, untrusted_answer) == (b"ok", b"")
-    (record,) = server.records.by_port.values()
+    (record,) = server.records.by_peer.values()
     assert record.client == ("192.0.2.10", 40000)
     assert server.proxy_stats.refused == {reason: 1}
     if reason == "error":
