@@ -297,3 +297,9 @@ def test_to_bytes_is_canonical(impl: ModuleType) -> None:
     local = header(SIG + b"\x20\x11\x00\x00", command=Command.LOCAL)
     assert local.to_bytes() == SIG + b"\x20\x00\x00\x00"
     assert tlv(0x03, bytes(4)) not in impl.parse(impl.encode_v2(*FOUR)).to_bytes()
+
+
+def test_encode_v2_refuses_a_bool_tlv_type(impl: ModuleType) -> None:
+    # A bool is an int to Python, but True is no TLV type: refuse it, as for ports.
+    with pytest.raises(TypeError, match="TLV type must be an int, not bool"):
+        impl.encode_v2(None, None, tlvs=[(True, b"h2")])

@@ -787,7 +787,7 @@ def encode_v2(
             tlv_type, value = item
         except (TypeError, ValueError):
             raise TypeError("each TLV must be a (type, value) pair") from None
-        if type(tlv_type) is not int and not isinstance(tlv_type, int):
+        if not isinstance(tlv_type, int) or isinstance(tlv_type, bool):
             raise TypeError(f"TLV type must be an int, not {type(tlv_type).__name__}")
         if not 0 <= tlv_type <= 0xFF:
             raise ValueError(f"TLV type {tlv_type} is outside 0..255")

@@ -32,6 +32,7 @@ from cpython.bytes cimport (
     PyBytes_GET_SIZE,
 )
 from cpython.list cimport PyList_AsTuple, PyList_CheckExact
+from cpython.bool cimport PyBool_Check
 from cpython.long cimport PyLong_Check, PyLong_CheckExact, PyLong_FromLong, PyLong_FromSsize_t
 from cpython.memoryview cimport PyMemoryView_Check
 from cpython.object cimport PyObject
@@ -1080,8 +1081,10 @@ cdef object _encode_v2_c(object source, object destination, object transport, ob
         if not ((type(item) is tuple or type(item) is _TLV) and PyTuple_GET_SIZE(item) == 2):
             return None
         value = <object>PyTuple_GET_ITEM(item, 1)
-        if not PyLong_Check(<object>PyTuple_GET_ITEM(item, 0)) or not PyBytes_CheckExact(value):
-            return None
+        if (not PyLong_Check(<object>PyTuple_GET_ITEM(item, 0))
+                or PyBool_Check(<object>PyTuple_GET_ITEM(item, 0))
+                or not PyBytes_CheckExact(value)):
+            return None  # the fallback raises the TypeError (a bool is no TLV type)
         tlv_type = PyLong_AsLongAndOverflow(<object>PyTuple_GET_ITEM(item, 0), &overflow)
         n = PyBytes_GET_SIZE(value)
         if (overflow or tlv_type < 0 or tlv_type > 0xFF or tlv_type == 0x03 or n > 0xFFFF
