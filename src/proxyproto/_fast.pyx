@@ -184,8 +184,9 @@ cdef inline bint _is_digit(uint8_t c) noexcept nogil:
     return 0x30 <= c <= 0x39
 
 
-# Byte -> hex digit value, or -1.
+# Byte -> hex digit value, or -1; and whether the byte may appear in IPv6 text.
 cdef signed char _hex_table[256]
+cdef bint _ipv6_char[256]
 
 
 cdef void _hex_init() noexcept:
@@ -199,6 +200,7 @@ cdef void _hex_init() noexcept:
             _hex_table[c] = c - 0x41 + 10
         else:
             _hex_table[c] = -1
+        _ipv6_char[c] = _hex_table[c] >= 0 or c == 0x3A or c == 0x2E
 
 
 _hex_init()
@@ -611,8 +613,9 @@ cdef Py_ssize_t _v1_address(const uint8_t *p, Py_ssize_t pos, Py_ssize_t limit, 
     """
     cdef Py_ssize_t end
     if v6:
+        # A field holding any other byte is no IPv6 text, so stopping there is enough.
         end = pos
-        while end < limit and p[end] != 0x20 and p[end] != 0x0D and p[end] != 0x0A:
+        while end < limit and _ipv6_char[p[end]]:
             end += 1
         if not _parse_ipv6(p + pos, end - pos, out):
             return -1
