@@ -261,3 +261,22 @@ def test_every_rule_has_a_named_test() -> None:
     named = set(re.findall(r"^def test_([ra]\d+)_", source, flags=re.MULTILINE))
     expected = {f"r{n}" for n in range(1, 66)} | {f"a{n}" for n in range(1, 21)}
     assert sorted(expected - named, key=lambda s: (s[0], int(s[1:]))) == []
+
+
+def test_parse_or_needed_returns_needed_instead_of_raising(impl: ModuleType) -> None:
+    """The adapters' entry point: an int where parse raises IncompleteHeader, else parse."""
+    whole = impl.encode_v2(("192.0.2.1", 1), ("192.0.2.2", 2))
+    for cut in range(len(whole)):
+        with pytest.raises(proxyproto.IncompleteHeader) as caught:
+            impl.parse(whole[:cut])
+        assert impl.parse_or_needed(whole[:cut]) == caught.value.needed
+    assert impl.parse_or_needed(whole + b"x") == impl.parse(whole)
+    line = b"PROXY TCP4 192.0.2.1 192.0.2.2 1 2\r\n"
+    for cut in range(len(line)):
+        with pytest.raises(proxyproto.IncompleteHeader) as caught:
+            impl.parse(line[:cut])
+        assert impl.parse_or_needed(bytearray(line[:cut])) == caught.value.needed
+    with pytest.raises(proxyproto.NoProxyHeader):
+        impl.parse_or_needed(b"GET / HTTP/1.1\r\n")
+    with pytest.raises(proxyproto.InvalidHeader):
+        impl.parse_or_needed(b"PROXY TCP4 x\r\n")

@@ -22,7 +22,9 @@ from ._errors import (
 )
 from ._header import TLV, Address, Command, ProxyHeader
 
-__all__ = ["MAX_V2_SIZE", "V1_MAX_LENGTH", "crc32c", "encode_v1", "encode_v2", "parse"]
+__all__ = [
+    "MAX_V2_SIZE", "V1_MAX_LENGTH", "crc32c", "encode_v1", "encode_v2", "parse", "parse_or_needed",
+]
 
 #: The v2 signature, 12 bytes ([SPEC §2.2], R-29).
 V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
@@ -635,6 +637,26 @@ def parse(
                     )
         return _parse_v1(data, size)
     raise NoProxyHeader("not a PROXY header: byte 0 starts neither a v1 nor a v2 signature")
+
+
+def parse_or_needed(
+    data: Union[bytes, bytearray, memoryview], *, max_size: int = MAX_V2_SIZE
+) -> Union[ProxyHeader, int]:
+    """:func:`parse`, except that a proper prefix gives an ``int`` instead of raising.
+
+    The adapters' entry point: a partial header costs no exception.
+
+    Returns:
+        The parsed :class:`ProxyHeader`, or, where :func:`parse` would raise
+        :class:`IncompleteHeader`, the number of further bytes needed (at least 1).
+
+    Raises:
+        NoProxyHeader, InvalidHeader, TypeError, ValueError: as :func:`parse`.
+    """
+    try:
+        return parse(data, max_size=max_size)
+    except IncompleteHeader as exc:
+        return exc.needed
 
 
 # ---------------------------------------------------------------------------------------

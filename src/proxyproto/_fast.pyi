@@ -8,7 +8,9 @@ from typing import Optional, Union
 
 from ._header import Address, ProxyHeader
 
-__all__ = ["MAX_V2_SIZE", "V1_MAX_LENGTH", "crc32c", "encode_v1", "encode_v2", "parse"]
+__all__ = [
+    "MAX_V2_SIZE", "V1_MAX_LENGTH", "crc32c", "encode_v1", "encode_v2", "parse", "parse_or_needed",
+]
 
 V2_SIGNATURE: bytes
 V1_MAX_LENGTH: int
@@ -18,6 +20,9 @@ def crc32c(data: Union[bytes, bytearray, memoryview], value: int = 0) -> int: ..
 def parse(
     data: Union[bytes, bytearray, memoryview], *, max_size: int = ...
 ) -> ProxyHeader: ...
+def parse_or_needed(
+    data: Union[bytes, bytearray, memoryview], *, max_size: int = ...
+) -> Union[ProxyHeader, int]: ...
 def encode_v1(
     source: Optional[tuple[str, int]], destination: Optional[tuple[str, int]]
 ) -> bytes: ...

@@ -52,7 +52,9 @@ from . import _fallback as _fb
 from ._errors import IncompleteHeader, NoProxyHeader
 from ._header import TLV, Command, ProxyHeader
 
-__all__ = ["MAX_V2_SIZE", "V1_MAX_LENGTH", "crc32c", "encode_v1", "encode_v2", "parse"]
+__all__ = [
+    "MAX_V2_SIZE", "V1_MAX_LENGTH", "crc32c", "encode_v1", "encode_v2", "parse", "parse_or_needed",
+]
 
 cdef extern from *:
     """
@@ -910,6 +912,19 @@ def parse(data, *, max_size=MAX_V2_SIZE):
         return header
     if verdict.code == _DEFER:
         return _fb.parse(data, max_size=max_size)
+    raise _error(&verdict)
+
+
+def parse_or_needed(data, *, max_size=MAX_V2_SIZE):
+    cdef Verdict verdict
+    verdict.code = _DEFER
+    header = _parse_c(data, max_size, &verdict)
+    if header is not None:
+        return header
+    if verdict.code == _INCOMPLETE:
+        return PyLong_FromSsize_t(verdict.arg)
+    if verdict.code == _DEFER:
+        return _fb.parse_or_needed(data, max_size=max_size)
     raise _error(&verdict)
 
 
