@@ -443,3 +443,19 @@ def test_datagrams_that_are_a_signature_prefix_are_payload(routed: ModuleType) -
     assert decide_datagram(Policy.USE, b"") == Decided(None, None, 0)
     empty = decide_datagram(Policy.REQUIRE, b"")
     assert type(empty) is Refused and empty.reason == "no_header"
+
+
+def test_decide_policy_refuses_a_policy_of_another_type() -> None:
+    with pytest.raises(TypeError):
+        decide_policy(PROXY_PEER, LOCAL, trusted=TRUSTED, policy="use")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name", ["policy", "_connection", "_options", "_trust", "_reader",
+                                  "_policy"])
+def test_docstring_examples(name: str) -> None:
+    import doctest
+    import importlib
+
+    module = importlib.import_module(f"proxyproto.{name}")
+    failures, tried = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert failures == 0 and tried > 0
