@@ -159,7 +159,7 @@ def decide_policy(
     if not callable(policy):
         raise TypeError(f"policy must be a Policy or a callable, not {policy!r}")
     try:
-        chosen = policy(peer, local)  # type: ignore[operator]
+        chosen = policy(peer, local)
     except Exception as exc:
         raise PolicyError(f"the policy callable failed: {exc!r}") from exc
     if type(chosen) is not Policy:
