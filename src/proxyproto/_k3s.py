@@ -360,6 +360,7 @@ IMPORTANT_KEYS = frozenset({"ports", "service", "spec", "proxyProtocol", "truste
 _OLD_FLAG = re.compile(r"--entry[Pp]oints\.([^.=\s]+)\.proxy[Pp]rotocol\.([A-Za-z]+)(?:=(.*))?",
                        re.IGNORECASE)
 _HELM_HEADERS = ("USER-SUPPLIED VALUES", "COMPUTED VALUES")
+_HELM_TITLE = re.compile(r"\A(?:USER-SUPPLIED|COMPUTED) VALUES:[ \t]*(?=\r?\n|\Z)")
 _PLACEHOLDER = "<the load balancer's CIDRs>"
 
 
@@ -893,7 +894,10 @@ def lint_values(text: str, entrypoints: Sequence[str] = DEFAULT_ENTRYPOINTS) -> 
     Raises :class:`InputError` when the text is not YAML at all.
     """
     lint = _Lint(_check_entrypoints(entrypoints))
-    documents = _compose_all(text)
+    # helm prints a title line before the YAML (and `null` when nothing was supplied): make
+    # the title a comment, which keeps the line numbers
+    text = _HELM_TITLE.sub(r"# \g<0>", text)
+    documents = [d for d in _compose_all(text) if not lint.is_null(d)]
     if not documents:
         lint.add(1, "error", "no values at all: the chart runs with its defaults",
                  "proxyproto k3s-config --trusted CIDR, then the HelmChartConfig it prints")
