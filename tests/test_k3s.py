@@ -524,8 +524,8 @@ def test_old_chart_additional_arguments_with_migration() -> None:
         """)
     findings = _k3s.lint_manifest(text)
     flag = line_of(text, "proxyProtocol.trustedIPs=")
-    migration = assert_finding(findings, flag, "error", "old chart's form",
-                               "no longer honour it")
+    migration = assert_finding(findings, flag, "warning", "old chart's form",
+                               "current charts write this flag themselves")
     assert migration.fix == 'ports.web.proxyProtocol.trustedIPs: ["127.0.0.1/32", "10.0.0.0/8"]'
     assert_finding(findings, flag, "error", "'10.0.0.1/8' has host bits set")
     insecure = assert_finding(findings, line_of(text, "proxyprotocol.insecure"), "error",
@@ -537,6 +537,13 @@ def test_old_chart_additional_arguments_with_migration() -> None:
     assert_finding(findings, line_of(text, "additionalArguments"), "error",
                    "entry point 'websecure' has no")
     assert len(findings) == 4
+    # with the chart's own value set too, the two flags conflict: an error
+    both = manifest(GOOD_VALUES + "additionalArguments:\n"
+                    "  - --entryPoints.web.proxyProtocol.trustedIPs=10.0.0.0/8\n")
+    (conflict,) = _k3s.lint_manifest(both)
+    assert (conflict.line, conflict.severity) == (line_of(both, "trustedIPs=10"), "error")
+    assert "two conflicting flags" in conflict.message
+    assert conflict.fix == 'ports.web.proxyProtocol.trustedIPs: ["10.0.0.0/8"]'
 
 
 def test_old_stable_chart_keys_and_static_configuration() -> None:

@@ -569,10 +569,16 @@ class _Lint:
                 for cidr in cidrs:
                     self.one_cidr(cidr, where, line(item))
                 good = [r for r in (_repaired(c) for c in cidrs) if r is not None]
-                self.add(line(item), "error",
+                ports_pair = self.get(root, "ports")
+                entry_node = self.get(ports_pair[1], entry) if ports_pair else None
+                proxy_node = self.get(entry_node[1], "proxyProtocol") if entry_node else None
+                both = proxy_node is not None and self.get(proxy_node[1], "trustedIPs")
+                self.add(line(item), "error" if both else "warning",
                          f"--entryPoints.{entry}.proxyProtocol.trustedIPs in additionalArguments "
-                         "is the old chart's form: current charts set this flag from "
-                         f"ports.{entry}.proxyProtocol and no longer honour it here",
+                         "is the old chart's form: current charts write this flag themselves "
+                         f"from ports.{entry}.proxyProtocol"
+                         + (", which is set too, so Traefik gets two conflicting flags"
+                            if both else ", where the chart can check and merge it"),
                          f"ports.{entry}.proxyProtocol.trustedIPs: {_flow_list(good or cidrs)}")
             elif option.lower() == "insecure":
                 self.add(line(item), "error",
