@@ -762,3 +762,34 @@ def test_subprocess_help_has_examples() -> None:
     assert result.returncode == 0
     assert "examples:" in result.stdout and "--check" in result.stdout
     assert "helm -n kube-system get values traefik" in result.stdout
+
+
+# --------------------------------------------------------------------------- the guide
+
+GUIDE = Path(__file__).resolve().parent.parent / "docs" / "guides" / "traefik-k3s.rst"
+
+
+def yaml_blocks(text: str) -> list[str]:
+    """The contents of the ``.. code-block:: yaml`` blocks of an reST text, dedented."""
+    blocks: list[str] = []
+    lines = text.splitlines()
+    for index, line in enumerate(lines):
+        if line.strip() != ".. code-block:: yaml":
+            continue
+        body: list[str] = []
+        for following in lines[index + 2:]:
+            if following and not following.startswith("   "):
+                break
+            body.append(following[3:])
+        blocks.append("\n".join(body).strip("\n") + "\n")
+    return blocks
+
+
+@pytest.mark.skipif(not GUIDE.exists(), reason="docs are not shipped with the package")
+def test_guide_shows_the_tools_real_output() -> None:
+    blocks = yaml_blocks(GUIDE.read_text(encoding="utf-8"))
+    assert blocks[0] == _k3s.helm_chart_config(["192.0.2.0/28", "2001:db8:1::/64"])
+    assert blocks[1] == "---\n" + _k3s.app_manifests(port=8000, namespace="apps")
+    for block in blocks:
+        assert list(yaml.safe_load_all(block))
+    assert _k3s.lint_manifest(blocks[0] + blocks[1]) == []
