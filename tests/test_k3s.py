@@ -673,6 +673,8 @@ def test_run_generate_and_usage_errors() -> None:
         (["--trusted", "0.0.0.0/0"], "trusts every address"),
         (["--trusted", "nonsense"], "is not an IP network"),
         ([], "give at least one --trusted"),
+        (["--check", "-", "--trusted", "10.0.0.0/8"], "give either"),
+        (["--values", "-", "--app-port", "80"], "give either"),
         (["--trusted", "10.0.0.0/8", "--app-port", "0"], "1 to 65535"),
         (["--trusted", "10.0.0.0/8", "--entrypoint", "a b"], "entry point"),
     ]:

@@ -147,6 +147,9 @@ def run(args: argparse.Namespace, *, out: TextIO | None = None, err: TextIO | No
     entrypoints = args.entrypoint or list(_k3s.DEFAULT_ENTRYPOINTS)
     try:
         if args.check is not None or args.values is not None:
+            if args.trusted or args.app_port is not None:
+                return _fail(EXIT_USAGE, "--trusted and --app-port write a configuration; "
+                             "--check and --values read one (give either)", err)
             return _lint(args, entrypoints, out, err, stdin)
         if not args.trusted:
             return _fail(EXIT_USAGE, "give at least one --trusted CIDR (the load balancer's "
