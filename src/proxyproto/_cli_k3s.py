@@ -1,8 +1,8 @@
 """``proxyproto k3s-config``: write or check Traefik's HelmChartConfig on k3s.
 
 A subcommand module (``register`` adds the parser, ``run`` returns the exit status). It
-imports only :mod:`argparse` and :mod:`proxyproto._k3s`, so that it can live in the
-``_cli`` package unchanged. Exit statuses:
+imports only :mod:`argparse` and :mod:`proxyproto._k3s` (absolutely), so that it can move
+into the ``_cli`` package unchanged. Exit statuses:
 
 * 0: the configuration was printed, or the checked file has no errors (warnings allowed);
 * 1: the checked file has errors (one line per finding);
@@ -17,7 +17,9 @@ import argparse
 import sys
 from typing import TextIO
 
-from . import _k3s
+# absolute on purpose: this module moves to proxyproto/_cli/_k3s.py, where "from . import
+# _k3s" would be the module itself
+from proxyproto import _k3s
 
 __all__ = ["EXIT_ERRORS", "EXIT_INPUT", "EXIT_NO_YAML", "EXIT_OK", "EXIT_USAGE", "register",
            "run"]
