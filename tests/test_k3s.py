@@ -179,6 +179,21 @@ def test_generated_config_entrypoints_and_canonical_cidrs() -> None:
     assert values["ports"]["mqtt"]["proxyProtocol"]["trustedIPs"] == ["192.0.2.9/32"]
 
 
+def test_service_only() -> None:
+    status, out, err = run_cli("--service-only")
+    assert (status, err) == (0, "")
+    values = yaml.safe_load(yaml.safe_load(out)["spec"]["valuesContent"])
+    assert values == {"service": {"spec": {"externalTrafficPolicy": "Local"}}}
+    assert run_cli("--check", "-", "--service-only", stdin=out)[0] == 0
+    assert run_cli("--check", "-", stdin=out)[0] == 1  # web and websecure lack trustedIPs
+    for argv in (["--service-only", "--trusted", "10.0.0.0/8"],
+                 ["--service-only", "--entrypoint", "web"]):
+        status, out, err = run_cli(*argv)
+        assert (status, out) == (2, "") and "--service-only" in err and err.count("\n") == 1
+    with pytest.raises(_k3s.ConfigInputError, match="need an entry point"):
+        _k3s.values_content(["10.0.0.0/8"], [])
+
+
 @pytest.mark.parametrize("bad", ["web secure", "", "we:b", "-web"])
 def test_generated_config_refuses_bad_entrypoint(bad: str) -> None:
     with pytest.raises(_k3s.ConfigInputError, match="entry point"):

@@ -37,6 +37,9 @@ examples:
   # the HelmChartConfig for a load balancer at 192.0.2.0/28 sending PROXY headers
   {_PROG} --trusted 192.0.2.0/28 | sudo tee {_k3s.TRAEFIK_CONFIG_PATH}
 
+  # ServiceLB alone, nothing in front sending PROXY headers: only externalTrafficPolicy
+  {_PROG} --service-only
+
   # only the websecure entry point, plus the app side for `proxyproto whoami` on port 8000
   {_PROG} --trusted 192.0.2.0/28 --entrypoint websecure --app-port 8000
 
@@ -72,6 +75,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--entrypoint", action="append", default=[], metavar="NAME",
                         help="a Traefik entry point to configure or check (repeatable; "
                              "default: web and websecure)")
+    parser.add_argument("--service-only", action="store_true",
+                        help="nothing in front of the nodes sends PROXY headers (ServiceLB "
+                             "alone): write or require only externalTrafficPolicy: Local, no "
+                             "entry point settings")
     app = parser.add_argument_group("app side (optional)")
     app.add_argument("--app-port", type=int, metavar="PORT",
                      help="also print an IngressRouteTCP sending PROXY v2, and a Deployment + "
@@ -147,13 +154,18 @@ def run(args: argparse.Namespace, *, out: TextIO | None = None, err: TextIO | No
     err = sys.stderr if err is None else err
     stdin = sys.stdin if stdin is None else stdin
     entrypoints = args.entrypoint or list(_k3s.DEFAULT_ENTRYPOINTS)
+    if args.service_only:
+        if args.entrypoint or args.trusted:
+            return _fail(EXIT_USAGE, "--service-only writes no entry point settings: drop "
+                         "--trusted and --entrypoint", err)
+        entrypoints = []
     try:
         if args.check is not None or args.values is not None:
             if args.trusted or args.app_port is not None:
                 return _fail(EXIT_USAGE, "--trusted and --app-port write a configuration; "
                              "--check and --values read one (give either)", err)
             return _lint(args, entrypoints, out, err, stdin)
-        if not args.trusted:
+        if not args.trusted and not args.service_only:
             return _fail(EXIT_USAGE, "give at least one --trusted CIDR (the load balancer's "
                          "networks), or --check FILE / --values FILE", err)
         text = _k3s.helm_chart_config(args.trusted, entrypoints)
@@ -162,7 +174,8 @@ def run(args: argparse.Namespace, *, out: TextIO | None = None, err: TextIO | No
                 port=args.app_port, name=args.app_name, namespace=args.namespace,
                 app_trusted=args.app_trusted or [_k3s.K3S_CLUSTER_CIDR],
                 traefik_api=args.traefik_api,
-                entrypoint=args.app_entrypoint or entrypoints[-1], sni=args.app_sni)
+                entrypoint=args.app_entrypoint or (entrypoints or ["websecure"])[-1],
+                sni=args.app_sni)
     except _k3s.ConfigInputError as exc:
         return _fail(EXIT_USAGE, str(exc), err)
     out.write(text)

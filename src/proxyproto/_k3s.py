@@ -149,16 +149,23 @@ def _flow_list(items: Sequence[str]) -> str:
 
 def values_content(trusted: Sequence[str], entrypoints: Sequence[str] = DEFAULT_ENTRYPOINTS
                    ) -> str:
-    """The Traefik chart values (YAML text) that ``valuesContent`` carries."""
-    networks = trusted_networks(trusted)
+    """The Traefik chart values (YAML text) that ``valuesContent`` carries.
+
+    With no entry points (nothing in front of the nodes sends PROXY headers) only the
+    ``service`` part is written, and ``trusted`` must be empty.
+    """
     names = _check_entrypoints(entrypoints)
+    if not names and trusted:
+        raise ConfigInputError("trusted networks need an entry point to apply to")
+    networks = trusted_networks(trusted) if names else []
     lines = [
         "service:",
         "  spec:",
         "    # keep the client's address through kube-proxy / ServiceLB",
         "    externalTrafficPolicy: Local",
-        "ports:",
     ]
+    if names:
+        lines.append("ports:")
     for name in names:
         lines += [
             f"  {name}:",
