@@ -702,7 +702,7 @@ class _Lint:
                      "(values are case-sensitive)", "externalTrafficPolicy: Local")
 
     # ---- manifests
-    def document(self, root: Node, filename_hint: str) -> bool:
+    def document(self, root: Node) -> bool:
         """Lint one YAML document of a manifest file; return whether it was a candidate."""
         line = _line_of
         if not self.is_map(root):
@@ -884,7 +884,7 @@ def lint_manifest(text: str, entrypoints: Sequence[str] = DEFAULT_ENTRYPOINTS,
     documents = _compose_all(text)
     candidates = 0
     for document in documents:
-        if lint.document(document, filename):
+        if lint.document(document):
             candidates += 1
             if candidates == 2:
                 lint.add(_line_of(document), "warning",
