@@ -1,0 +1,302 @@
+"""``proxyproto decode``: read a header from hex, a file or stdin, find it at the start of
+noisy input, and describe it (text, escaped, or JSON)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from typing import IO, Any, Optional
+
+from .. import _impl
+from .._errors import IncompleteHeader, InvalidHeader, NoProxyHeader, ProxyProtocolError
+from .._header import ProxyHeader, TLVType
+from ._common import (
+    EXIT_BAD_INPUT,
+    EXIT_FILE,
+    EXIT_OK,
+    escape,
+    escape_bytes,
+    fail,
+    positive_int,
+    show_address,
+)
+
+__all__ = ["describe", "find_header", "parse_hex", "print_text", "register", "run"]
+
+_V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
+_V1_SIGNATURE = b"PROXY "
+_MAX_V2 = 16 + 0xFFFF
+
+_EPILOG = """\
+examples:
+  proxyproto decode 0d0a0d0a000d0a515549540a20000000
+  proxyproto decode '0x0d 0x0a 0x0d 0x0a 0x00 0x0d 0x0a 0x51 0x55 0x49 0x54 0x0a 0x20 0 0 0'
+  proxyproto decode --file capture.bin --json
+  xxd capture.bin | proxyproto decode          (hex dumps: xxd, hexdump -C, od -A x -t x1)
+  printf 'PROXY TCP4 1.2.3.4 5.6.7.8 1 2\\r\\nGET /' | proxyproto decode
+
+Input is hex when it reads as hex (separators: spaces, ':', ',', 0x prefixes; dump
+offsets and ASCII columns are skipped), raw bytes otherwise (--format forces one).
+A header that does not start the input is looked for and its offset given.
+exit status: 0 decoded, 3 not a valid header (or bad hex), 4 file not readable.
+"""
+
+
+def _format_address(address: object) -> Any:
+    if isinstance(address, tuple):
+        return {"host": address[0], "port": address[1]}
+    if isinstance(address, (bytes, bytearray)):
+        return {"abstract": bytes(address).hex()}
+    if isinstance(address, str):
+        return {"path": address}
+    return address
+
+
+def _accessor(header: ProxyHeader, name: str) -> Any:
+    try:
+        return getattr(header, name)
+    except ProxyProtocolError as exc:  # a TLV that is not the vendor's layout
+        return f"<invalid: {exc}>"
+
+
+def describe(header: ProxyHeader) -> dict[str, Any]:
+    """A JSON-ready description of ``header`` (what ``proxyproto decode --json`` prints)."""
+    result: dict[str, Any] = {
+        "version": header.version,
+        "command": header.command.name,
+        "family": header.family.name,
+        "transport": header.transport.name if header.transport is not None else None,
+        "source": _format_address(header.source),
+        "destination": _format_address(header.destination),
+        "length": header.length,
+        "tlvs": [],
+    }
+    for tlv_type, value in header.tlvs:
+        name = TLVType(tlv_type).name if tlv_type in TLVType._value2member_map_ else None
+        result["tlvs"].append({"type": tlv_type, "name": name, "value": value.hex()})
+    typed: dict[str, Any] = {}
+    for field in ("alpn", "unique_id"):
+        raw = _accessor(header, field)
+        if isinstance(raw, bytes):
+            typed[field] = raw.decode("utf-8", "backslashreplace")
+        elif raw is not None:
+            typed[field] = raw
+    for field in ("authority", "netns", "crc32c", "aws_vpce_id", "azure_link_id",
+                  "gcp_psc_id"):
+        decoded = _accessor(header, field)
+        if decoded is not None:
+            typed[field] = decoded
+    ssl = _accessor(header, "ssl")
+    if isinstance(ssl, str):
+        typed["ssl"] = ssl
+    elif ssl is not None:
+        typed["ssl"] = {
+            "client": int(ssl.client),
+            "verify": ssl.verify,
+            "verified": ssl.verified,
+            **{key: getattr(ssl, key)
+               for key in ("version", "cn", "cipher", "sig_alg", "key_alg", "group",
+                           "sig_scheme")
+               if getattr(ssl, key) is not None},
+        }
+        if ssl.client_cert is not None:
+            typed["ssl"]["client_cert_bytes"] = len(ssl.client_cert)
+    if typed:
+        result["decoded"] = typed
+    return result
+
+
+def _show_value(value: Any) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{key}={_show_value(item)}" for key, item in value.items())
+    if isinstance(value, str):
+        return escape(value)
+    return escape(str(value))
+
+
+def text_lines(header: ProxyHeader) -> list[str]:
+    """The header described in lines for a terminal, every client-chosen string escaped."""
+    info = describe(header)
+    transport = f", {info['transport']}" if info["transport"] else ""
+    lines = [f"PROXY protocol v{info['version']} {info['command']}, {info['family']}"
+             f"{transport}, {info['length']} bytes"]
+    if header.source is None:
+        lines.append("addresses:   none (the connection's own apply)")
+    else:
+        lines.append(f"source:      {show_address(header.source)}")
+        lines.append(f"destination: {show_address(header.destination)}")
+    for tlv in info["tlvs"]:
+        label = tlv["name"] or f"0x{tlv['type']:02x}"
+        lines.append(f"TLV {label} (0x{tlv['type']:02x}): {tlv['value'] or '(empty)'}")
+    for key, value in info.get("decoded", {}).items():
+        lines.append(f"{key}: {_show_value(value)}")
+    return lines
+
+
+def print_text(header: ProxyHeader, out: IO[str]) -> None:
+    """Print :func:`text_lines` to ``out``."""
+    for line in text_lines(header):
+        print(line, file=out)
+
+
+# -- input --------------------------------------------------------------------------------
+
+_OFFSET_COLON = re.compile(r"^[0-9a-fA-F]+:$")
+_HEX_PAIR = re.compile(r"^[0-9a-fA-F]{2}$")
+_PREFIX = re.compile(r"(?:^|(?<=[\s,:]))0[xX]")
+
+
+def parse_hex(text: str) -> bytes:
+    """Hex text -> bytes: separators (spaces, ``:``, ``,``, ``-``), ``0x`` prefixes, and the
+    offset and ASCII columns of ``xxd``, ``hexdump -C`` and ``od -A x -t x1`` dumps allowed.
+
+    Raises:
+        ValueError: a character that is not hex, or an odd number of digits (says where).
+    """
+    digits: list[str] = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if "|" in line:  # hexdump -C: |ASCII| column
+            line = line[: line.index("|")]
+        tokens = line.split()
+        if len(tokens) >= 2 and _OFFSET_COLON.match(tokens[0]):
+            # xxd: "00000000: 0d0a 0d0a ...  ASCII": the offset, then groups, two spaces
+            line = line.split(":", 1)[1].strip()
+            line = re.split(r"\s{2,}", line)[0]
+        elif (len(tokens) >= 2 and len(tokens[0]) >= 4
+              and all(_HEX_PAIR.match(token) for token in tokens[1:])):
+            line = " ".join(tokens[1:])  # hexdump -C / od: an offset column, then bytes
+        elif len(tokens) == 1 and len(tokens[0]) >= 6 and digits and \
+                all(c in "0123456789abcdefABCDEF" for c in tokens[0]) and \
+                number == len(text.splitlines()):
+            line = ""  # the final offset line of hexdump -C / od (the total length)
+        line = _PREFIX.sub("", line)
+        cleaned = re.sub(r"[\s,:\-]", "", line)
+        bad = re.search(r"[^0-9a-fA-F]", cleaned)
+        if bad:
+            raise ValueError(f"line {number}: {escape(bad.group())!r} is not a hex digit")
+        digits.append(cleaned)
+    joined = "".join(digits)
+    if len(joined) % 2:
+        raise ValueError(f"odd number of hex digits ({len(joined)})")
+    return bytes.fromhex(joined)
+
+
+def _looks_like_text(data: bytes) -> Optional[str]:
+    try:
+        text = data.decode("ascii")
+    except UnicodeDecodeError:
+        return None
+    return text if text.strip() else None
+
+
+def find_header(data: bytes, max_size: int) -> tuple[int, ProxyHeader]:
+    """``(offset, header)``: the header at the start of ``data``, else the first place
+    where a signature is found and a header parses.
+
+    Raises:
+        ProxyProtocolError: the first candidate's error (NoProxyHeader when there is none).
+    """
+    try:
+        return 0, _impl.parse(data, max_size=max_size)
+    except NoProxyHeader:
+        pass
+    first_error: Optional[ProxyProtocolError] = None
+    first_offset = 0
+    for signature in (_V2_SIGNATURE, _V1_SIGNATURE):
+        start = data.find(signature, 1)
+        while start >= 0:
+            try:
+                return start, _impl.parse(data[start:], max_size=max_size)
+            except ProxyProtocolError as exc:
+                if first_error is None or start < first_offset:
+                    first_error, first_offset = exc, start
+            start = data.find(signature, start + 1)
+    if first_error is not None:
+        raise _at(first_error, first_offset)
+    raise NoProxyHeader("no PROXY header signature anywhere in the input")
+
+
+def _at(exc: ProxyProtocolError, start: int) -> ProxyProtocolError:
+    """``exc`` from a header found at ``start``, its message saying where."""
+    if isinstance(exc, IncompleteHeader):
+        return exc
+    return InvalidHeader(f"the header found at input offset {start}: {exc}")
+
+
+def _read(args: argparse.Namespace) -> bytes:
+    if args.hex:
+        return parse_hex(" ".join(args.hex))
+    if args.file is not None:
+        with open(args.file, "rb") as handle:
+            data = handle.read(args.max_input)
+    else:
+        data = sys.stdin.buffer.read(args.max_input)
+    if args.format == "raw":
+        return data
+    text = _looks_like_text(data)
+    if args.format == "hex":
+        if text is None:
+            raise ValueError("the input is not hex text (not ASCII)")
+        return parse_hex(text)
+    # auto: a raw header starts with "PROXY" or "\r\n": neither is hex, nor a hex dump
+    if text is not None and not text.lstrip().startswith("PROXY"):
+        try:
+            return parse_hex(text)
+        except ValueError:
+            pass
+    return data
+
+
+def register(subparsers: Any) -> None:
+    """Add ``decode`` to the command line."""
+    parser = subparsers.add_parser(
+        "decode", help="decode a header (hex argument, file or stdin)",
+        description="Decode a PROXY header and show what it says.", epilog=_EPILOG)
+    parser.add_argument("hex", nargs="*", metavar="HEX",
+                        help="the bytes in hex (default: read --file or stdin)")
+    parser.add_argument("--file", metavar="PATH", help="read the input from this file")
+    parser.add_argument("--format", choices=["auto", "hex", "raw"], default="auto",
+                        help="how to read --file/stdin (default: auto)")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.add_argument("--max-size", type=positive_int, default=_MAX_V2,
+                        help="largest v2 header accepted (default: the spec's maximum)")
+    parser.add_argument("--max-input", type=positive_int, default=1 << 24,
+                        help=argparse.SUPPRESS)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """``proxyproto decode``: 0, 3 for input that holds no valid header, 4 for a file."""
+    try:
+        data = _read(args)
+    except OSError as exc:
+        what = args.file if args.file is not None else "stdin"
+        return fail(f"cannot read {what}: {exc.strerror or exc}", EXIT_FILE)
+    except ValueError as exc:
+        return fail(f"bad hex input: {exc}", EXIT_BAD_INPUT)
+    try:
+        offset, header = find_header(data, args.max_size)
+    except IncompleteHeader as exc:
+        return fail(f"incomplete header: at least {exc.needed} more byte(s) needed "
+                    f"(got {len(data)})", EXIT_BAD_INPUT)
+    except ProxyProtocolError as exc:
+        return fail(f"{type(exc).__name__}: {exc}", EXIT_BAD_INPUT)
+    payload = data[offset + header.length:]
+    if args.json:
+        info = describe(header)
+        info["offset"] = offset
+        info["trailing_bytes"] = len(payload)
+        print(json.dumps(info, indent=2))
+        return EXIT_OK
+    out = sys.stdout
+    if offset:
+        print(f"header found at offset {offset} ({offset} byte(s) before it skipped: "
+              f"{escape_bytes(data[:min(offset, 32)])}{'...' if offset > 32 else ''})",
+              file=out)
+    print_text(header, out)
+    if payload:
+        print(f"then {len(payload)} byte(s) of application data: "
+              f"{escape_bytes(payload[:64])}{'...' if len(payload) > 64 else ''}", file=out)
+    return EXIT_OK
