@@ -61,7 +61,7 @@ EXIT_INTERRUPTED = 130  #: Ctrl-C (128 + SIGINT)
 
 def fail(message: str, status: int) -> int:
     """Print ``proxyproto: MESSAGE`` (escaped, one line) on stderr; return ``status``."""
-    print(f"proxyproto: {escape(message)}", file=sys.stderr, flush=True)
+    print(f"proxyproto: {_safe(message)}", file=sys.stderr, flush=True)
     return status
 
 
@@ -75,7 +75,7 @@ class CommandParser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         """Report a usage error in one line, pointing at ``--help``; exit with status 2."""
         self.exit(EXIT_USAGE,
-                  f"{self.prog}: error: {escape(message)} (see {self.prog} --help)\n")
+                  f"{self.prog}: error: {_safe(message)} (see {self.prog} --help)\n")
 
 
 # -- escaping -----------------------------------------------------------------------------
@@ -86,6 +86,8 @@ _UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u061c\u202a-\u202e\u2066-\
                      "\u2028\u2029\ufeff\ud800-\udfff\\\\]")
 _UNSAFE_KEEP_LAYOUT = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u061c"
                                  "\u202a-\u202e\u2066-\u2069\u2028\u2029\ufeff\ud800-\udfff\\\\]")
+# the same without the backslash: for messages whose parts are escaped already
+_UNSAFE_NOT_BACKSLASH = re.compile(_UNSAFE.pattern[:-3] + "]")
 _NAMED = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
@@ -107,6 +109,12 @@ def escape(text: str) -> str:
     Bytes that were not UTF-8 (kept by ``surrogateescape``) become ``\\xNN``.
     """
     return _UNSAFE.sub(_escape_char, text)
+
+
+def _safe(message: str) -> str:
+    """A message for stderr: one line, control characters escaped (backslashes kept, as
+    the parts a message quotes were escaped already)."""
+    return _UNSAFE_NOT_BACKSLASH.sub(_escape_char, message)
 
 
 def escape_lines(text: str) -> str:
@@ -135,36 +143,36 @@ def parse_host_port(text: str, *, what: str = "address", allow_port_zero: bool =
     if text.startswith("["):
         close = text.find("]")
         if close < 0:
-            raise ValueError(f"{what} {shown!r}: missing ']' after the IPv6 address")
+            raise ValueError(f"{what} '{shown}': missing ']' after the IPv6 address")
         host, rest = text[1:close], text[close + 1:]
         if not rest.startswith(":"):
-            raise ValueError(f"{what} {shown!r}: expected [IPV6]:PORT")
+            raise ValueError(f"{what} '{shown}': expected [IPV6]:PORT")
         port_text = rest[1:]
         try:
             ipaddress.IPv6Address(host.partition("%")[0])
         except ValueError:
-            raise ValueError(f"{what} {shown!r}: {escape(host)!r} in brackets is not an "
+            raise ValueError(f"{what} '{shown}': '{escape(host)}' in brackets is not an "
                              f"IPv6 address") from None
     else:
         host, sep, port_text = text.rpartition(":")
         if not sep:
-            raise ValueError(f"{what} {shown!r}: expected HOST:PORT (or [IPV6]:PORT)")
+            raise ValueError(f"{what} '{shown}': expected HOST:PORT (or [IPV6]:PORT)")
         if ":" in host:
-            raise ValueError(f"{what} {shown!r}: put an IPv6 address in brackets, "
+            raise ValueError(f"{what} '{shown}': put an IPv6 address in brackets, "
                              f"e.g. [{escape(host)}]:{escape(port_text)}")
     if not host:
-        raise ValueError(f"{what} {shown!r}: the host is missing")
+        raise ValueError(f"{what} '{shown}': the host is missing")
     if not port_text.isascii() or not port_text.isdigit():
-        raise ValueError(f"{what} {shown!r}: the port must be a number from 0 to 65535")
+        raise ValueError(f"{what} '{shown}': the port must be a number from 0 to 65535")
     port = int(port_text)
     if port > 65535 or (port == 0 and not allow_port_zero):
         low = 0 if allow_port_zero else 1
-        raise ValueError(f"{what} {shown!r}: port {port} is out of range ({low}..65535)")
+        raise ValueError(f"{what} '{shown}': port {port} is out of range ({low}..65535)")
     if require_ip:
         try:
             ipaddress.ip_address(host.partition("%")[0])
         except ValueError:
-            raise ValueError(f"{what} {shown!r}: {escape(host)!r} is not an IP address") \
+            raise ValueError(f"{what} '{shown}': '{escape(host)}' is not an IP address") \
                 from None
     return host, port
 
@@ -188,7 +196,7 @@ def ip_address(text: str) -> str:
     try:
         ipaddress.ip_address(text.partition("%")[0])
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{escape(text)!r} is not an IP address") from None
+        raise argparse.ArgumentTypeError(f"'{escape(text)}' is not an IP address") from None
     return text
 
 
@@ -200,7 +208,7 @@ def cidr(text: str) -> str:
     try:
         TrustedProxies([text])
     except (ValueError, TypeError) as exc:
-        raise argparse.ArgumentTypeError(f"bad CIDR {escape(text)!r}: {exc}") from None
+        raise argparse.ArgumentTypeError(f"bad CIDR '{escape(text)}': {exc}") from None
     bare = text.partition("%")[0]
     try:
         ipaddress.ip_network(bare, strict=True)
@@ -209,7 +217,7 @@ def cidr(text: str) -> str:
             meant = f" (did you mean {ipaddress.ip_network(bare, strict=False)}?)"
         except ValueError:
             meant = ""
-        raise argparse.ArgumentTypeError(f"bad CIDR {escape(text)!r}: {exc}{meant}") from None
+        raise argparse.ArgumentTypeError(f"bad CIDR '{escape(text)}': {exc}{meant}") from None
     return text
 
 
@@ -218,9 +226,9 @@ def positive_float(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{escape(text)!r} is not a number") from None
+        raise argparse.ArgumentTypeError(f"'{escape(text)}' is not a number") from None
     if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{escape(text)!r}: give a number greater than 0")
+        raise argparse.ArgumentTypeError(f"'{escape(text)}': give a number greater than 0")
     return value
 
 
@@ -229,9 +237,9 @@ def positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{escape(text)!r} is not an integer") from None
+        raise argparse.ArgumentTypeError(f"'{escape(text)}' is not an integer") from None
     if value <= 0:
-        raise argparse.ArgumentTypeError(f"{escape(text)!r}: give an integer greater than 0")
+        raise argparse.ArgumentTypeError(f"'{escape(text)}': give an integer greater than 0")
     return value
 
 

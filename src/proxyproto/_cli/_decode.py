@@ -175,7 +175,7 @@ def parse_hex(text: str) -> bytes:
         cleaned = re.sub(r"[\s,:\-]", "", line)
         bad = re.search(r"[^0-9a-fA-F]", cleaned)
         if bad:
-            raise ValueError(f"line {number}: {escape(bad.group())!r} is not a hex digit")
+            raise ValueError(f"line {number}: '{escape(bad.group())}' is not a hex digit")
         digits.append(cleaned)
     joined = "".join(digits)
     if len(joined) % 2:

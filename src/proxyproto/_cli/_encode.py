@@ -44,7 +44,7 @@ def tlv_argument(text: str) -> tuple[int, bytes]:
     name, sep, value = text.partition("=")
     if not sep or not name:
         raise argparse.ArgumentTypeError(
-            f"expected TYPE=TEXT or TYPE=hex:HEX, got {escape(text)!r}")
+            f"expected TYPE=TEXT or TYPE=hex:HEX, got '{escape(text)}'")
     key = name.upper().replace("-", "_")
     if key in TLVType.__members__:
         tlv_type = int(TLVType[key])
@@ -54,7 +54,7 @@ def tlv_argument(text: str) -> tuple[int, bytes]:
         except ValueError:
             names = ", ".join(TLVType.__members__)
             raise argparse.ArgumentTypeError(
-                f"TLV type {escape(name)!r} is neither a number nor one of {names}") from None
+                f"TLV type '{escape(name)}' is neither a number nor one of {names}") from None
     if not 0 <= tlv_type <= 0xFF:
         raise argparse.ArgumentTypeError(f"TLV type {tlv_type} is out of range (0..255)")
     if value.startswith("hex:"):
@@ -62,7 +62,7 @@ def tlv_argument(text: str) -> tuple[int, bytes]:
             data = bytes.fromhex(value[4:].replace(":", " "))
         except ValueError as exc:
             raise argparse.ArgumentTypeError(
-                f"TLV {escape(name)!r}: bad hex {escape(value[4:])!r} ({exc})") from None
+                f"TLV '{escape(name)}': bad hex '{escape(value[4:])}' ({exc})") from None
     else:
         data = value.encode("utf-8", "surrogateescape")
     return tlv_type, data

@@ -73,7 +73,7 @@ def decode_escapes(text: str) -> bytes:
             i += 4
         else:
             shown = f"\\{code}" if code else "a lone \\ at the end"
-            raise ValueError(f"bad escape at character {i}: {shown!r} (known: \\r \\n \\t "
+            raise ValueError(f"bad escape at character {i}: '{shown}' (known: \\r \\n \\t "
                              f"\\0 \\\\ \\xHH)")
     return bytes(out)
 
