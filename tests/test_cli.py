@@ -18,8 +18,7 @@ from types import ModuleType
 import pytest
 
 import proxyproto
-from proxyproto._cli import SUBCOMMANDS, build_parser, main
-from proxyproto._cli import _common
+from proxyproto._cli import SUBCOMMANDS, _common, build_parser, main
 from proxyproto._cli._common import escape, escape_bytes, parse_host_port, show_address
 from proxyproto._cli._decode import parse_hex
 

@@ -262,12 +262,12 @@ async def _serve(args: argparse.Namespace) -> int:
     if args.tls_cert is not None:
         try:
             options["ssl"] = whoami.tls_context(args.tls_cert, args.tls_key)
+        except ssl.SSLError as exc:  # (an OSError too)
+            return fail(f"cannot use {args.tls_cert} / {args.tls_key or 'the same file'} "
+                        f"as a certificate and key: {exc.reason or exc}", EXIT_FILE)
         except OSError as exc:
             return fail(f"cannot read the certificate or key: {exc.strerror or exc}"
                         f"{' (' + exc.filename + ')' if exc.filename else ''}", EXIT_FILE)
-        except ssl.SSLError as exc:
-            return fail(f"cannot use {args.tls_cert} / {args.tls_key or 'the same file'}: "
-                        f"{exc.reason or exc}", EXIT_FILE)
     host, port = args.listen
     whoami.attach()
     try:
