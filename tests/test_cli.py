@@ -296,6 +296,14 @@ def test_decode_escapes_client_chosen_strings(impl_env: dict[str, str]) -> None:
     assert "authority: x\\nsource:      6.6.6.6:6\\x1b[2J" in out
 
 
+def test_decode_on_an_ascii_only_terminal() -> None:
+    """Printable non-ASCII text is kept, so a narrow stdout encoding must not fail."""
+    wire = proxyproto.encode_v2(("1.2.3.4", 1), ("1.2.3.4", 2), tlvs=[(0x02, "日本".encode())])
+    result = cli("decode", wire.hex(), env=dict(os.environ, PYTHONIOENCODING="ascii"))
+    assert result.returncode == 0 and result.stderr == b""
+    assert "authority: \\u65e5\\u672c" in result.stdout.decode()
+
+
 @pytest.mark.parametrize(("argv", "stdin", "status", "message"), [
     (["decode", "0d0a zz"], b"", 3, "bad hex input"),
     (["decode", "--format", "hex"], b"\x00\x01", 3, "'\\x00' is not a hex digit"),

@@ -310,6 +310,12 @@ def test_whoami_trusted_from_the_environment() -> None:
     assert result.returncode == 2 and "PROXYPROTO_TRUSTED" in one_line_error(result)
 
 
+def test_whoami_unknown_listen_host_is_6() -> None:
+    result = cli("whoami", "--listen", "host.invalid:8000", "--trusted", "127.0.0.1")
+    assert result.returncode == 6
+    assert "cannot resolve host.invalid:8000" in one_line_error(result)
+
+
 def test_whoami_port_in_use_is_10() -> None:
     with socket.create_server(("127.0.0.1", 0)) as busy:
         port = busy.getsockname()[1]

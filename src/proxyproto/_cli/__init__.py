@@ -57,6 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the command line; return the exit status (see docs/cli.rst)."""
+    for stream in (sys.stdout, sys.stderr):
+        # escaped output keeps printable non-ASCII text: never fail on a narrow locale
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")
     try:
         args = build_parser().parse_args(argv)
         status: int = args.func(args)

@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import re
+import socket
 import ssl
 import weakref
 from collections.abc import Callable
@@ -24,6 +25,7 @@ from ._common import (
     EXIT_FILE,
     EXIT_LISTEN,
     EXIT_OK,
+    EXIT_RESOLVE,
     EXIT_USAGE,
     cidr,
     escape,
@@ -228,6 +230,9 @@ class Whoami:
             await writer.drain()
         except (ConnectionError, OSError):
             pass
+        except Exception as exc:  # a bug here must not become asyncio's traceback
+            if self.emit is not None:
+                self.emit(f"error:        {escape(f'{type(exc).__name__}: {exc}')}")
         finally:
             self.served += 1
             self.changed.set()
@@ -273,6 +278,9 @@ async def _serve(args: argparse.Namespace) -> int:
     try:
         try:
             server = await aio.start_server(whoami.handle, host, port, **options)
+        except socket.gaierror as exc:
+            return fail(f"cannot resolve {show_address(args.listen)}: {exc.strerror}",
+                        EXIT_RESOLVE)
         except OSError as exc:
             return fail(f"cannot listen on {show_address(args.listen)}: "
                         f"{exc.strerror or exc}", EXIT_LISTEN)
