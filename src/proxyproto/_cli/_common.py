@@ -11,6 +11,7 @@ import argparse
 import ipaddress
 import re
 import sys
+from collections.abc import Callable
 from typing import Any, NoReturn, Optional, Union
 
 __all__ = [
@@ -221,26 +222,24 @@ def cidr(text: str) -> str:
     return text
 
 
-def positive_float(text: str) -> float:
-    """An argparse ``type=``: a number of seconds greater than 0."""
+def _positive(text: str, convert: Callable[[str], float], kind: str) -> float:
     try:
-        value = float(text)
+        value = convert(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"'{escape(text)}' is not a number") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"'{escape(text)}': give a number greater than 0")
+        raise argparse.ArgumentTypeError(f"'{escape(text)}' is not {kind}") from None
+    if not 0 < value < float("inf"):  # NaN fails too
+        raise argparse.ArgumentTypeError(f"'{escape(text)}': give {kind} greater than 0")
     return value
+
+
+def positive_float(text: str) -> float:
+    """An argparse ``type=``: a number (of seconds) greater than 0."""
+    return _positive(text, float, "a number")
 
 
 def positive_int(text: str) -> int:
     """An argparse ``type=``: an integer greater than 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{escape(text)}' is not an integer") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"'{escape(text)}': give an integer greater than 0")
-    return value
+    return int(_positive(text, int, "an integer"))
 
 
 def format_host_port(host: str, port: int) -> str:
