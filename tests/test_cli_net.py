@@ -23,7 +23,7 @@ from typing import Any, Callable, Optional
 import pytest
 
 import proxyproto
-from proxyproto._cli import build_parser
+from proxyproto._cli import build_parser, main
 from proxyproto._cli._whoami import server_options
 
 GET = b"GET / HTTP/1.1\r\nHost: whoami\r\n\r\n"
@@ -443,3 +443,18 @@ def test_demo_behaves_and_needs_only_the_package() -> None:
     assert "served as 203.0.113.10:41000" in out
     assert "server counters: accepted 3" in out
     assert result.stderr == b""
+
+
+def test_demo_fails_when_a_case_misbehaves(monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """The tour is a check: an outcome other than the expected one is status 1."""
+    from proxyproto._cli import _demo
+
+    real = _demo._cases()
+    wrong = _demo._Case("v1 header, wrongly expected refused", "127.0.0.2", real[0].header,
+                        None, "untrusted")
+    monkeypatch.setattr(_demo, "_cases", lambda: [real[1], wrong])
+    assert main(["demo"]) == 1
+    out = capsys.readouterr().out
+    assert "UNEXPECTED, wanted refused: untrusted" in out
+    assert "some case did not behave as expected" in out
