@@ -18,8 +18,10 @@ import socket
 import ssl
 import weakref
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Optional
 
+from .._header import ProxyHeader
 from .._policy import Policy
 from ._common import (
     EXIT_FILE,
@@ -38,7 +40,7 @@ from ._common import (
 )
 from ._decode import _format_address, describe, text_lines
 
-__all__ = ["Whoami", "register", "run", "server_options"]
+__all__ = ["Seen", "Whoami", "register", "run", "server_options"]
 
 _EPILOG = """\
 examples:
@@ -82,6 +84,52 @@ class _RefusalLog(logging.Handler):
         except Exception:  # a malformed record must not stop the server
             message = str(record.msg)
         self._whoami.refused(message, getattr(record, "reason", None))
+
+
+@dataclass(frozen=True)
+class Seen:
+    """One accepted connection as the server sees it (addresses as asyncio gives them)."""
+
+    peername: Any
+    sockname: Any
+    via: Any  # the connection's own peer: the proxy
+    header: Optional[ProxyHeader]
+    tls: Optional[dict[str, Any]]
+    first: bytes  # the first bytes received after the header
+
+    def report(self) -> dict[str, Any]:
+        """JSON-ready (not escaped: ``json.dumps`` escapes)."""
+        return {
+            "event": "served",
+            "client": _format_address(self.peername),
+            "server": _format_address(self.sockname),
+            "via": _format_address(self.via),
+            "proxy_header": describe(self.header) if self.header is not None else None,
+            "tls": self.tls,
+            "received": self.first.decode("utf-8", "backslashreplace"),
+            "received_bytes": len(self.first),
+        }
+
+    def text(self) -> str:
+        """Escaped text lines (the plain-text answer and the server's terminal)."""
+        lines = [f"you are:      {show_address(self.peername)}",
+                 f"you reached:  {show_address(self.sockname)}"]
+        if self.via is not None and self.via != self.peername:
+            lines.append(f"via:          {show_address(self.via)} (the connection's own peer)")
+        if self.header is None:
+            lines.append("PROXY header: none was read (the connection's own addresses apply)")
+        else:
+            described = text_lines(self.header)
+            lines.append("PROXY header: " + described[0])
+            lines.extend("  " + line for line in described[1:])
+        if self.tls is not None:
+            lines.append("TLS:          " + ", ".join(
+                f"{key} {escape(str(value))}" for key, value in self.tls.items()
+                if value is not None))
+        if self.first:
+            lines.append(f"you sent:     {escape_bytes(self.first[:200])}"
+                         f"{'...' if len(self.first) > 200 else ''}")
+        return "\n".join(lines) + "\n"
 
 
 class Whoami:
@@ -166,46 +214,11 @@ class Whoami:
 
     # -- serving ----------------------------------------------------------------------
 
-    def report(self, writer: asyncio.StreamWriter, first: bytes) -> dict[str, Any]:
-        """What this connection looks like from here (JSON-ready, not escaped)."""
-        header = writer.get_extra_info("proxy_header")
-        return {
-            "event": "served",
-            "client": _format_address(writer.get_extra_info("peername")),
-            "server": _format_address(writer.get_extra_info("sockname")),
-            "via": _format_address(writer.get_extra_info("socket_peername")),
-            "proxy_header": describe(header) if header is not None else None,
-            "tls": self._tls(writer),
-            "received": first.decode("utf-8", "backslashreplace"),
-            "received_bytes": len(first),
-            "_addresses": (writer.get_extra_info("peername"),
-                           writer.get_extra_info("sockname"),
-                           writer.get_extra_info("socket_peername"), header, first),
-        }
-
-    @staticmethod
-    def text(report: dict[str, Any]) -> str:
-        """The report as escaped text lines (the plain-text answer)."""
-        peername, sockname, via, header, first = report["_addresses"]
-        lines = [f"you are:      {show_address(peername)}",
-                 f"you reached:  {show_address(sockname)}"]
-        if via is not None and via != peername:
-            lines.append(f"via:          {show_address(via)} (the connection's own peer)")
-        if header is None:
-            lines.append("PROXY header: none was read (the connection's own addresses apply)")
-        else:
-            described = text_lines(header)
-            lines.append("PROXY header: " + described[0])
-            lines.extend("  " + line for line in described[1:])
-        tls = report["tls"]
-        if tls is not None:
-            lines.append("TLS:          " + ", ".join(
-                f"{key} {escape(str(value))}" for key, value in tls.items()
-                if value is not None))
-        if first:
-            lines.append(f"you sent:     {escape_bytes(first[:200])}"
-                         f"{'...' if len(first) > 200 else ''}")
-        return "\n".join(lines) + "\n"
+    def seen(self, writer: asyncio.StreamWriter, first: bytes) -> Seen:
+        """What this connection looks like from here."""
+        return Seen(writer.get_extra_info("peername"), writer.get_extra_info("sockname"),
+                    writer.get_extra_info("socket_peername"),
+                    writer.get_extra_info("proxy_header"), self._tls(writer), first)
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """The ``client_connected_cb``: read the first bytes, answer, close."""
@@ -214,14 +227,13 @@ class Whoami:
                 first = await asyncio.wait_for(reader.read(4096), timeout=self.read_timeout)
             except (asyncio.TimeoutError, ConnectionError):
                 first = b""
-            report = self.report(writer, first)
-            public = {key: value for key, value in report.items() if key != "_addresses"}
+            seen = self.seen(writer, first)
+            report, text = seen.report(), seen.text()
             as_json = self.json_output or _wants_json(first)
-            body = (json.dumps(public, indent=2) + "\n").encode() if as_json \
-                else self.text(report).encode()
-            self.events.append(public)
+            body = (json.dumps(report, indent=2) + "\n").encode() if as_json else text.encode()
+            self.events.append(report)
             if self.emit is not None:
-                self.emit(json.dumps(public) if self.json_output else self.text(report))
+                self.emit(json.dumps(report) if self.json_output else text)
             if first.startswith(_HTTP_METHODS):
                 kind = b"application/json" if as_json else b"text/plain; charset=utf-8"
                 body = (b"HTTP/1.1 200 OK\r\ncontent-type: %s\r\ncontent-length: %d\r\n"
