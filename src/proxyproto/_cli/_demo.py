@@ -193,7 +193,7 @@ def register(subparsers: Any) -> None:
     """Add ``demo`` to the command line."""
     parser = subparsers.add_parser(
         "demo", help="a tour on loopback: what is served and what is refused, and why",
-        description="Start whoami on 127.0.0.1 trusting 127.0.0.2, send headers from "
+        description="Start whoami on 127.0.0.1 trusting 127.0.0.2, send headers from\n"
                     "127.0.0.2 and a spoofed one from 127.0.0.3, show the outcome.",
         epilog=_EPILOG)
     parser.add_argument("--verbose", action="store_true", help="print each answer too")

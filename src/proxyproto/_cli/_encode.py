@@ -87,9 +87,11 @@ def add_header_options(parser: argparse.ArgumentParser) -> None:
                        metavar="TYPE=VALUE",
                        help="add a v2 TLV: TYPE a number or a name (AUTHORITY, ALPN, ...), "
                             "VALUE text (UTF-8) or hex:HEX bytes; repeatable")
-    group.add_argument("--alpn", help="add an ALPN TLV (e.g. h2)")
-    group.add_argument("--authority", help="add an AUTHORITY TLV (the client's SNI)")
-    group.add_argument("--unique-id", help="add a UNIQUE_ID TLV (text, at most 128 bytes)")
+    group.add_argument("--alpn", metavar="PROTOCOL", help="add an ALPN TLV (e.g. h2)")
+    group.add_argument("--authority", metavar="HOST",
+                       help="add an AUTHORITY TLV (the client's SNI)")
+    group.add_argument("--unique-id", metavar="ID",
+                       help="add a UNIQUE_ID TLV (text, at most 128 bytes)")
     group.add_argument("--crc32c", action="store_true", help="append a CRC32C TLV")
     group.add_argument("--dgram", action="store_true",
                        help="v2 transport DGRAM (UDP) instead of STREAM")

@@ -37,7 +37,7 @@ examples:
   proxyproto send 127.0.0.1:8000 --bind 127.0.0.2 --local --http /health
   proxyproto send 127.0.0.1:8000 --source 192.0.2.1:1 --destination 192.0.2.2:2 --no-read
 
-The header and the first data go out in one write (receivers refuse a split header).
+The header and the first data go out in one write, as proxies send them.
 The answer is printed with control characters escaped (--raw: the bytes as they came).
 exit status: 0 answered, 2 bad option, 6 unknown host, 7 could not connect or bind,
 28 no answer before --timeout, 52 closed without an answer, 55/56 reset while sending/reading.
@@ -95,7 +95,7 @@ def register(subparsers: Any) -> None:
     """Add ``send`` to the command line."""
     parser = subparsers.add_parser(
         "send", help="connect, send a header (+ data) in one write, print the answer",
-        description="Connect to HOST:PORT, send a PROXY header and optional data in one "
+        description="Connect to HOST:PORT, send a PROXY header and optional data in one\n"
                     "write, print the answer.", epilog=_EPILOG)
     parser.add_argument("target", type=host_port(what="target", allow_port_zero=False),
                         metavar="HOST:PORT", help="where to connect ([IPV6]:PORT for IPv6)")
@@ -110,9 +110,9 @@ def register(subparsers: Any) -> None:
                                 "\\t \\0 \\\\ \\xHH escapes)")
     exclusive.add_argument("--http", metavar="PATH",
                            help="send a minimal HTTP/1.1 GET for PATH (Connection: close)")
-    parser.add_argument("--timeout", type=positive_float, default=5.0,
+    parser.add_argument("--timeout", type=positive_float, default=5.0, metavar="SECONDS",
                         help="seconds for connecting and for each read (default 5)")
-    parser.add_argument("--max-response", type=positive_int, default=1 << 20,
+    parser.add_argument("--max-response", type=positive_int, default=1 << 20, metavar="BYTES",
                         help="stop after this many bytes of answer (default 1 MiB)")
     parser.add_argument("--no-read", action="store_true", help="do not wait for an answer")
     parser.add_argument("--raw", action="store_true",

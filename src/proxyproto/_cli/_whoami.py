@@ -336,8 +336,8 @@ def register(subparsers: Any) -> None:
     """Add ``whoami`` to the command line."""
     parser = subparsers.add_parser(
         "whoami", help="a small server that shows each client what its proxy sent",
-        description="Serve on HOST:PORT behind a proxy that sends PROXY headers; answer "
-                    "each connection with what was learnt, print each refusal.",
+        description="Serve on HOST:PORT behind a proxy that sends PROXY headers; answer\n"
+                    "each connection with what was learnt; print each refusal.",
         epilog=_EPILOG)
     parser.add_argument("--listen", type=host_port(what="--listen"),
                         default=("127.0.0.1", 8000), metavar="HOST:PORT",
@@ -351,9 +351,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--untrusted", default="close",
                         choices=["close", "skip", "ignore", "reject"],
                         help="what to do with other peers (default: close at once)")
-    parser.add_argument("--timeout", type=positive_float, default=5.0,
+    parser.add_argument("--timeout", type=positive_float, default=5.0, metavar="SECONDS",
                         help="seconds for the header to arrive (default 5)")
-    parser.add_argument("--read-timeout", type=positive_float, default=1.0,
+    parser.add_argument("--read-timeout", type=positive_float, default=1.0, metavar="SECONDS",
                         help="seconds to wait for the client's first bytes (default 1)")
     parser.add_argument("--tls-cert", metavar="PEM",
                         help="serve TLS after the header with this certificate")
