@@ -230,7 +230,28 @@ def _hexdump_c(data: bytes) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _ascii(chunk: bytes) -> str:
+    return "".join(chr(b) if 32 <= b < 127 else "." for b in chunk)
+
+
+def _tcpdump_x(data: bytes) -> str:
+    lines = ["14:00:00.000001 IP 127.0.0.1.40000 > 127.0.0.1.8000: Flags [P.], seq 1:29, "
+             f"ack 1, win 512, length {len(data)}"]
+    for offset in range(0, len(data), 16):
+        chunk = data[offset:offset + 16]
+        groups = " ".join(chunk[i:i + 2].hex() for i in range(0, len(chunk), 2))
+        lines.append(f"\t0x{offset:04x}:  {groups:<39}  {_ascii(chunk)}")
+    return "\n".join(lines) + "\n"
+
+
+def _wireshark(data: bytes) -> str:
+    return "\n".join(f"{offset:04x}   " + " ".join(f"{b:02x}" for b in data[offset:offset + 16])
+                     + "   " + _ascii(data[offset:offset + 16])
+                     for offset in range(0, len(data), 16)) + "\n"
+
+
 @pytest.mark.parametrize("form", [
+    _tcpdump_x(WIRE), _wireshark(WIRE),
     WIRE.hex(), WIRE.hex(" "), WIRE.hex(":"), WIRE.hex().upper(),
     " ".join(f"0x{b:02x}" for b in WIRE), ", ".join(f"0x{b:02X}" for b in WIRE),
     _xxd(WIRE), _hexdump_c(WIRE),
@@ -270,6 +291,11 @@ def test_decode_finds_the_header_after_junk(impl_env: dict[str, str], tmp_path: 
     assert "then 5 byte(s) of application data: GET /" in out
     info = json.loads(cli("decode", "--json", "--file", str(raw), env=impl_env).stdout)
     assert info["offset"] == 6 and info["trailing_bytes"] == 5
+    # a capture: tcpdump -X of a packet, the IP and TCP headers (40 bytes) before the header
+    packet = bytes.fromhex("4500005c1c4640004006206a7f0000017f000001") + bytes(20) + WIRE
+    result = cli("decode", stdin=_tcpdump_x(packet).encode(), env=impl_env)
+    assert result.returncode == 0, result.stderr
+    assert "header found at offset 40" in result.stdout.decode()
     # the same in a hex dump (offsets and ASCII column) on stdin
     result = cli("decode", "--json", stdin=_xxd(b"noise" + WIRE).encode(), env=impl_env)
     assert json.loads(result.stdout)["offset"] == 5

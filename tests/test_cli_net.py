@@ -458,3 +458,29 @@ def test_demo_fails_when_a_case_misbehaves(monkeypatch: pytest.MonkeyPatch,
     out = capsys.readouterr().out
     assert "UNEXPECTED, wanted refused: untrusted" in out
     assert "some case did not behave as expected" in out
+
+
+def test_send_and_whoami_over_ipv6_loopback() -> None:
+    try:
+        with socket.create_server(("::1", 0), family=socket.AF_INET6):
+            pass
+    except OSError as exc:
+        pytest.skip(f"no IPv6 loopback: {exc}")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "proxyproto", "whoami", "--listen", "[::1]:0", "--trusted",
+         "::1", "--max-requests", "1", "--duration", "30"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        banner = process.stdout.readline()
+        assert banner.startswith("proxyproto whoami listening on [::1]:"), banner
+        port = int(banner.split(",")[0].rsplit(":", 1)[1])
+        result = cli("send", f"[::1]:{port}", "--source", "[2001:db8::5]:5555",
+                     "--destination", "[2001:db8::1]:443", "--http", "/")
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.communicate(timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert "you are:      [2001:db8::5]:5555" in result.stdout.decode()
+    assert "via:          [::1]:" in result.stdout.decode()

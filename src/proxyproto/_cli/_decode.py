@@ -35,6 +35,7 @@ examples:
   proxyproto decode '0x0d 0x0a 0x0d 0x0a 0x00 0x0d 0x0a 0x51 0x55 0x49 0x54 0x0a 0x20 0 0 0'
   proxyproto decode --file capture.bin --json
   xxd capture.bin | proxyproto decode          (hex dumps: xxd, hexdump -C, od -A x -t x1)
+  tcpdump -X -r capture.pcap 'port 8000' | proxyproto decode
   printf 'PROXY TCP4 1.2.3.4 5.6.7.8 1 2\\r\\nGET /' | proxyproto decode
 
 Input is hex when it reads as hex (separators: spaces, ':', ',', 0x prefixes; dump
@@ -143,36 +144,49 @@ def print_text(header: ProxyHeader, out: IO[str]) -> None:
 
 # -- input --------------------------------------------------------------------------------
 
-_OFFSET_COLON = re.compile(r"^[0-9a-fA-F]+:$")
-_HEX_PAIR = re.compile(r"^[0-9a-fA-F]{2}$")
+_OFFSET = re.compile(r"^(?:0[xX])?[0-9a-fA-F]+:$")  # xxd, tcpdump -X: "00000010:"
+_OFFSET_BARE = re.compile(r"^[0-9a-fA-F]{4,}$")  # hexdump -C, od, Wireshark: "0010"
+_PAIR = re.compile(r"^[0-9a-fA-F]{2}$")
+_GROUP = re.compile(r"^(?:[0-9a-fA-F]{2}){1,4}$")
 _PREFIX = re.compile(r"(?:^|(?<=[\s,:]))0[xX]")
 
 
+def _dump_line(line: str) -> Optional[list[str]]:
+    """The byte groups of one hex-dump line (offset, groups, ASCII column), else None."""
+    tokens = line.split()
+    if len(tokens) < 2:
+        return None
+    if not (_OFFSET.match(tokens[0])
+            or (_OFFSET_BARE.match(tokens[0]) and _PAIR.match(tokens[1]))):
+        return None
+    rest = line.split(None, 1)[1]
+    if "|" in rest:  # hexdump -C: |ASCII|
+        rest = rest[: rest.index("|")]
+    groups: list[str] = []
+    for segment in re.split(r"\s{2,}", rest.strip()):  # the ASCII column: after 2+ spaces
+        parts = segment.split()
+        if not parts or not all(_GROUP.match(part) for part in parts):
+            break
+        groups.extend(parts)
+    return groups or None
+
+
 def parse_hex(text: str) -> bytes:
-    """Hex text -> bytes: separators (spaces, ``:``, ``,``, ``-``), ``0x`` prefixes, and the
-    offset and ASCII columns of ``xxd``, ``hexdump -C`` and ``od -A x -t x1`` dumps allowed.
+    """Hex text -> bytes: separators (spaces, ``:``, ``,``, ``-``) and ``0x`` prefixes
+    allowed; or a hex dump (``xxd``, ``hexdump -C``, ``od -A x -t x1``, ``tcpdump -X``,
+    Wireshark's "copy as hex dump"), whose offset and ASCII columns and other lines (a
+    tcpdump packet line) are skipped.
 
     Raises:
         ValueError: a character that is not hex, or an odd number of digits (says where).
     """
+    lines = text.splitlines()
+    dump = [_dump_line(line) for line in lines]
+    if any(groups is not None for groups in dump):
+        return bytes.fromhex("".join("".join(groups) for groups in dump if groups))
     digits: list[str] = []
-    for number, line in enumerate(text.splitlines(), 1):
-        if "|" in line:  # hexdump -C: |ASCII| column
-            line = line[: line.index("|")]
-        tokens = line.split()
-        if len(tokens) >= 2 and _OFFSET_COLON.match(tokens[0]):
-            # xxd: "00000000: 0d0a 0d0a ...  ASCII": the offset, then groups, two spaces
-            line = line.split(":", 1)[1].strip()
-            line = re.split(r"\s{2,}", line)[0]
-        elif (len(tokens) >= 2 and len(tokens[0]) >= 4
-              and all(_HEX_PAIR.match(token) for token in tokens[1:])):
-            line = " ".join(tokens[1:])  # hexdump -C / od: an offset column, then bytes
-        elif len(tokens) == 1 and len(tokens[0]) >= 6 and digits and \
-                all(c in "0123456789abcdefABCDEF" for c in tokens[0]) and \
-                number == len(text.splitlines()):
-            line = ""  # the final offset line of hexdump -C / od (the total length)
-        line = _PREFIX.sub("", line)
-        cleaned = re.sub(r"[\s,:\-]", "", line)
+    for number, line in enumerate(lines, 1):
+        cleaned = re.sub(r"[\s,:\-]", "", _PREFIX.sub("", line))
         bad = re.search(r"[^0-9a-fA-F]", cleaned)
         if bad:
             raise ValueError(f"line {number}: '{escape(bad.group())}' is not a hex digit")
