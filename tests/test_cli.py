@@ -339,6 +339,9 @@ def test_decode_on_an_ascii_only_terminal() -> None:
     (["decode", "0d0a0d0a00"], b"", 3, "11 more byte(s)"),
     (["decode"], b"PROXY TCP4 01.2.3.4 5.6.7.8 1 2\r\n", 3, "offset 11"),
     (["decode"], b"junk!PROXY TCP4 01.2.3.4 5.6.7.8 1 2\r\n", 3, "input offset 5"),
+    (["decode"], b"junk!\r\n\r\n\x00\r\nQUIT\n\x21", 3,
+     "incomplete header (the header found at input offset 5): at least 3 more"),
+    (["decode"], b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r\n"[:-2] + b"PROXY ", 3, "InvalidHeader"),
     (["decode", "--file", "/nonexistent/capture.bin"], b"", 4, "No such file"),
     (["decode", "--max-size", "0"], b"", 2, "greater than 0"),
 ])

@@ -10,7 +10,7 @@ import sys
 from typing import IO, Any, Optional
 
 from .. import _impl
-from .._errors import IncompleteHeader, InvalidHeader, NoProxyHeader, ProxyProtocolError
+from .._errors import IncompleteHeader, NoProxyHeader, ProxyProtocolError
 from .._header import ProxyHeader, TLVType
 from ._common import (
     EXIT_BAD_INPUT,
@@ -23,7 +23,8 @@ from ._common import (
     show_address,
 )
 
-__all__ = ["describe", "find_header", "parse_hex", "print_text", "register", "run"]
+__all__ = ["HeaderNotFound", "describe", "find_header", "parse_hex", "print_text", "register",
+           "run"]
 
 _V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
 _V1_SIGNATURE = b"PROXY "
@@ -205,38 +206,53 @@ def _looks_like_text(data: bytes) -> Optional[str]:
     return text if text.strip() else None
 
 
+class HeaderNotFound(Exception):
+    """No valid header in the input: ``error`` is what the first candidate gave (at input
+    ``offset``), a ``NoProxyHeader`` when no signature was found at all."""
+
+    def __init__(self, error: ProxyProtocolError, offset: int) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.offset = offset
+
+
+_MAX_CANDIDATES = 1000
+
+
+def _candidates(data: bytes) -> list[int]:
+    """The offsets (after 0) where a v1 or v2 signature starts, in order, at most 1000."""
+    found: list[int] = []
+    for signature in (_V2_SIGNATURE, _V1_SIGNATURE):
+        start = data.find(signature, 1)
+        while start >= 0 and len(found) < 2 * _MAX_CANDIDATES:
+            found.append(start)
+            start = data.find(signature, start + 1)
+    return sorted(found)[:_MAX_CANDIDATES]
+
+
 def find_header(data: bytes, max_size: int) -> tuple[int, ProxyHeader]:
-    """``(offset, header)``: the header at the start of ``data``, else the first place
-    where a signature is found and a header parses.
+    """``(offset, header)``: the header at the start of ``data``, else at the first place
+    where a signature starts and a header parses.
 
     Raises:
-        ProxyProtocolError: the first candidate's error (NoProxyHeader when there is none).
+        HeaderNotFound: with the error at offset 0, or else the first candidate's.
     """
     try:
         return 0, _impl.parse(data, max_size=max_size)
-    except NoProxyHeader:
-        pass
-    first_error: Optional[ProxyProtocolError] = None
-    first_offset = 0
-    for signature in (_V2_SIGNATURE, _V1_SIGNATURE):
-        start = data.find(signature, 1)
-        while start >= 0:
-            try:
-                return start, _impl.parse(data[start:], max_size=max_size)
-            except ProxyProtocolError as exc:
-                if first_error is None or start < first_offset:
-                    first_error, first_offset = exc, start
-            start = data.find(signature, start + 1)
-    if first_error is not None:
-        raise _at(first_error, first_offset)
-    raise NoProxyHeader("no PROXY header signature anywhere in the input")
-
-
-def _at(exc: ProxyProtocolError, start: int) -> ProxyProtocolError:
-    """``exc`` from a header found at ``start``, its message saying where."""
-    if isinstance(exc, IncompleteHeader):
-        return exc
-    return InvalidHeader(f"the header found at input offset {start}: {exc}")
+    except NoProxyHeader as exc:
+        first = HeaderNotFound(exc, 0)
+    except ProxyProtocolError as exc:
+        raise HeaderNotFound(exc, 0) from None
+    for start in _candidates(data):
+        try:
+            return start, _impl.parse(data[start:], max_size=max_size)
+        except ProxyProtocolError as exc:
+            if first.offset == 0:
+                first = HeaderNotFound(exc, start)
+    if first.offset == 0:
+        first = HeaderNotFound(NoProxyHeader(
+            f"no PROXY header in the input ({first.error})"), 0)
+    raise first
 
 
 def _read(args: argparse.Namespace) -> bytes:
@@ -292,11 +308,14 @@ def run(args: argparse.Namespace) -> int:
         return fail(f"bad hex input: {exc}", EXIT_BAD_INPUT)
     try:
         offset, header = find_header(data, args.max_size)
-    except IncompleteHeader as exc:
-        return fail(f"incomplete header: at least {exc.needed} more byte(s) needed "
-                    f"(got {len(data)})", EXIT_BAD_INPUT)
-    except ProxyProtocolError as exc:
-        return fail(f"{type(exc).__name__}: {exc}", EXIT_BAD_INPUT)
+    except HeaderNotFound as missing:
+        error, where = missing.error, ""
+        if missing.offset:
+            where = f" (the header found at input offset {missing.offset})"
+        if isinstance(error, IncompleteHeader):
+            return fail(f"incomplete header{where}: at least {error.needed} more byte(s) "
+                        f"needed (got {len(data) - missing.offset})", EXIT_BAD_INPUT)
+        return fail(f"{type(error).__name__}{where}: {error}", EXIT_BAD_INPUT)
     payload = data[offset + header.length:]
     if args.json:
         info = describe(header)
