@@ -415,6 +415,15 @@ def test_ctrl_c_is_one_line_and_status_130() -> None:
     assert err == "proxyproto: interrupted\n"
 
 
+def test_sigterm_stops_whoami_cleanly_with_its_summary() -> None:
+    """A container runtime stops whoami with SIGTERM: a summary and status 0."""
+    with whoami("--trusted", "127.0.0.1") as (process, _):
+        process.send_signal(signal.SIGTERM)
+        status, out, err = finish(process)
+    assert status == 0 and err == ""
+    assert out.splitlines()[-1] == "served 0, refused 0"
+
+
 _ONLY_STDLIB = """
 import sys
 allowed = set(sys.stdlib_module_names) | {"proxyproto"}

@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import re
+import signal
 import socket
 import ssl
 import weakref
@@ -53,7 +54,7 @@ examples:
 
 An HTTP request gets an HTTP answer (JSON with --json or 'Accept: application/json');
 anything else gets the plain report. Refused connections are printed with the reason.
-exit status: 0 after --max-requests/--duration, 2 bad option, 4 certificate not readable,
+exit status: 0 after --max-requests/--duration/SIGTERM, 2 bad option, 4 certificate not readable,
 10 cannot listen (address in use...), 130 interrupted.
 """
 
@@ -299,6 +300,15 @@ async def _serve(args: argparse.Namespace) -> int:
         except (TypeError, ValueError) as exc:
             return fail(f"cannot start the server: {exc}", EXIT_USAGE)
         async with server:
+            loop = asyncio.get_running_loop()
+            terminated: list[bool] = []
+
+            def on_sigterm() -> None:  # a container stopping: finish like --duration
+                terminated.append(True)
+                whoami.changed.set()
+
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(signal.SIGTERM, on_sigterm)  # before the banner
             bound = server.sockets[0].getsockname()
             if args.json:
                 _emit(json.dumps({"event": "listening", "address": _format_address(bound),
@@ -307,9 +317,9 @@ async def _serve(args: argparse.Namespace) -> int:
                 _emit(f"proxyproto whoami listening on {show_address(bound)}, trusting "
                       f"{', '.join(args.trusted)}" + (", TLS after the header"
                                                        if args.tls_cert else ""))
-            loop = asyncio.get_running_loop()
             deadline = None if args.duration is None else loop.time() + args.duration
-            while args.max_requests is None or whoami.served < args.max_requests:
+            while (args.max_requests is None or whoami.served < args.max_requests) \
+                    and not terminated:
                 whoami.changed.clear()
                 timeout = None if deadline is None else deadline - loop.time()
                 if timeout is not None and timeout <= 0:
