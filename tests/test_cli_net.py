@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import signal
 import socket
@@ -463,10 +464,12 @@ def test_demo_fails_when_a_case_misbehaves(monkeypatch: pytest.MonkeyPatch,
     wrong = _demo._Case("v1 header, wrongly expected refused", "127.0.0.2", real[0].header,
                         None, "untrusted")
     monkeypatch.setattr(_demo, "_cases", lambda: [real[1], wrong])
+    level = logging.getLogger("proxyproto.aio").level
     assert main(["demo"]) == 1
     out = capsys.readouterr().out
     assert "UNEXPECTED, wanted refused: untrusted" in out
     assert "some case did not behave as expected" in out
+    assert logging.getLogger("proxyproto.aio").level == level  # given back
 
 
 def test_send_and_whoami_over_ipv6_loopback() -> None:

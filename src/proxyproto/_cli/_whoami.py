@@ -151,6 +151,7 @@ class Whoami:
         self.changed = asyncio.Event()
         self._sni: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
         self._handler = _RefusalLog(self)
+        self._level = logging.NOTSET
 
     # -- TLS --------------------------------------------------------------------------
 
@@ -188,12 +189,15 @@ class Whoami:
         """Start receiving the ``proxyproto.aio`` refusal log records."""
         logger = logging.getLogger("proxyproto.aio")
         logger.addHandler(self._handler)
+        self._level = logger.level
         if logger.getEffectiveLevel() > logging.INFO:
             logger.setLevel(logging.INFO)
 
     def detach(self) -> None:
-        """Stop receiving them."""
-        logging.getLogger("proxyproto.aio").removeHandler(self._handler)
+        """Stop receiving them (and give the logger its level back)."""
+        logger = logging.getLogger("proxyproto.aio")
+        logger.removeHandler(self._handler)
+        logger.setLevel(self._level)
 
     def refused(self, message: str, reason: Optional[str] = None) -> None:
         """Record (and print) one refusal, from its log message."""
