@@ -21,7 +21,8 @@ with ``PROXYPROTO_NO_EXTENSIONS=1`` for the pure-Python implementation (the chil
 in two runs under ``valgrind --tool=callgrind`` (fixed ``PYTHONHASHSEED``, garbage collector
 off after a warm-up); the difference of the two totals divided by N is the cost of one
 operation, start-up, imports and warm-up excluded; the same is done for an empty loop (a
-call of a function that does nothing), which is subtracted. Wall-clock: ``timeit``, each
+call of a function that does nothing), which is subtracted. The callgrind runs go
+``--jobs`` at a time (counts do not depend on the load). Wall-clock: ``timeit``, each
 sample about 20 ms, the median of ``--repeat`` samples per operation (and the min-max
 spread). Before timing or counting, each case checks its result (header, app data, or the
 refusal), so that a broken case cannot be fast.
@@ -39,7 +40,11 @@ import subprocess
 import sys
 import tempfile
 import timeit
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Optional
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _report import callgrind_total, table, valgrind_python
 
 # The v1 line of exactly 104 bytes: TCP6 with two fully written addresses.
 V1_104 = (b"PROXY TCP6 fd12:3456:789a:bcde:f012:3456:789a:bcde "
@@ -93,45 +98,34 @@ def build_operations() -> dict[str, Callable[[], object]]:
             return None
         return reader
 
-    def policy_v1_bytewise() -> object:
-        reader = policy_reader(require)
-        for byte in v1_bytes:
-            reader.feed(byte)
-            if reader.done:
-                break
-        return reader
+    def bytewise(new_reader: Callable[[], Any]) -> Callable[[], object]:
+        def operation() -> object:
+            reader = new_reader()
+            for byte in v1_bytes:
+                reader.feed(byte)
+                if reader.done:
+                    break
+            return reader
+        return operation
 
-    def policy_v2_whole() -> object:
-        reader = policy_reader(require)
-        reader.feed(v2_chunk)
-        return reader
+    def whole(new_reader: Callable[[], Any]) -> Callable[[], object]:
+        def operation() -> object:
+            reader = new_reader()
+            reader.feed(v2_chunk)
+            return reader
+        return operation
 
-    def policy_v2_split() -> object:
-        reader = policy_reader(require)
-        reader.feed(v2_first)
-        if not reader.done:
-            reader.feed(v2_rest)
-        return reader
+    def split(new_reader: Callable[[], Any]) -> Callable[[], object]:
+        def operation() -> object:
+            reader = new_reader()
+            reader.feed(v2_first)
+            if not reader.done:
+                reader.feed(v2_rest)
+            return reader
+        return operation
 
-    def header_v1_bytewise() -> object:
-        reader = header_reader()
-        for byte in v1_bytes:
-            reader.feed(byte)
-            if reader.done:
-                break
-        return reader
-
-    def header_v2_whole() -> object:
-        reader = header_reader()
-        reader.feed(v2_chunk)
-        return reader
-
-    def header_v2_split() -> object:
-        reader = header_reader()
-        reader.feed(v2_first)
-        if not reader.done:
-            reader.feed(v2_rest)
-        return reader
+    def new_policy_reader() -> Any:
+        return policy_reader(require)
 
     def app_data(reader: Any) -> bytes:
         # PolicyReader.app_data; HeaderReader calls the same bytes trailing_data
@@ -139,12 +133,12 @@ def build_operations() -> dict[str, Callable[[], object]]:
 
     operations: dict[str, Callable[[], object]] = {
         "PolicyReader: invalid first chunk": invalid_first_chunk,
-        "PolicyReader: v1 104 B byte by byte": policy_v1_bytewise,
-        "PolicyReader: v2 whole": policy_v2_whole,
-        "PolicyReader: v2 split 16+rest": policy_v2_split,
-        "HeaderReader: v1 104 B byte by byte": header_v1_bytewise,
-        "HeaderReader: v2 whole": header_v2_whole,
-        "HeaderReader: v2 split 16+rest": header_v2_split,
+        "PolicyReader: v1 104 B byte by byte": bytewise(new_policy_reader),
+        "PolicyReader: v2 whole": whole(new_policy_reader),
+        "PolicyReader: v2 split 16+rest": split(new_policy_reader),
+        "HeaderReader: v1 104 B byte by byte": bytewise(header_reader),
+        "HeaderReader: v2 whole": whole(header_reader),
+        "HeaderReader: v2 split 16+rest": split(header_reader),
     }
     # Check every case computes what it claims.
     assert invalid_first_chunk() is None, "the invalid chunk was not refused"
@@ -169,12 +163,12 @@ def _nothing() -> object:
 # ---------------------------------------------------------------- child process modes
 
 
-def child_count(name: str, number: int) -> None:
-    """Run one operation ``number`` times (under callgrind, from the parent)."""
+def child_count(name: str, number: int, warmup: int) -> None:
+    """Run one operation ``warmup`` times, then ``number`` times (under callgrind)."""
     import gc
 
     operation = _nothing if name == "loop" else build_operations()[name]
-    for _ in range(20):  # warm-up: lazy imports, caches, free lists
+    for _ in range(warmup):  # lazy imports, caches, free lists
         operation()
     gc.collect()
     gc.disable()
@@ -213,12 +207,6 @@ def _env(impl: str) -> dict[str, str]:
     return env
 
 
-def _python() -> str:
-    """The interpreter to run under valgrind: ours, unless it is a script (a pyenv shim)."""
-    with open(sys.executable, "rb") as file:
-        if file.read(4) == b"\x7fELF":
-            return sys.executable  # a venv's python: keeps the venv
-    return os.path.realpath(sys.executable)
 
 
 def _check_impl(impl: str) -> None:
@@ -229,29 +217,37 @@ def _check_impl(impl: str) -> None:
         raise SystemExit(f"asked for the {impl} implementation, the child runs {found}")
 
 
-def _total(out: str) -> int:
-    """The total instruction count of a callgrind output file."""
-    with open(out) as file:
-        for line in file:
-            match = re.match(r"(?:summary|totals):\s*(\d+)", line)
-            if match:
-                return int(match.group(1))
-    raise RuntimeError(f"no total in {out}")
 
 
-def count(work: str, impl: str, name: str, number: int) -> float:
-    """Instructions of one operation: (run of 2N - run of N) / N."""
-    totals = []
-    for n in (number, 2 * number):
-        safe = re.sub(r"\W+", "_", name)
-        out = os.path.join(work, f"{safe}.{impl}.{n}")
-        subprocess.run(
-            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", _python(),
-             os.path.abspath(__file__), "--child-count", name, str(n)],
-            check=True, capture_output=True, env=_env(impl),
-        )
-        totals.append(_total(out))
-    return (totals[1] - totals[0]) / number
+def run_callgrind(work: str, impl: str, name: str, number: int, warmup: int) -> int:
+    """Total instructions of one child run of ``number`` operations under callgrind."""
+    safe = re.sub(r"\W+", "_", name)
+    out = os.path.join(work, f"{safe}.{impl}.{number}")
+    subprocess.run(
+        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", valgrind_python(),
+         os.path.abspath(__file__), "--child-count", name, str(number), str(warmup)],
+        check=True, capture_output=True, env=_env(impl),
+    )
+    return callgrind_total(out)
+
+
+def count_all(impls: list[str], names: list[str], scale: float, jobs: int
+              ) -> dict[tuple[str, str], float]:
+    """Instructions of one operation per (implementation, case): (run of 2N - run of N) / N,
+    minus the same for an empty loop. The runs are independent processes, so they run
+    ``jobs`` at a time: instruction counts do not depend on the machine's load."""
+    numbers = {name: _number(name, scale) for name in names}
+    numbers["loop"] = 400
+    runs = [(impl, name, n) for impl in impls for name in numbers
+            for n in (numbers[name], 2 * numbers[name])]
+    # the same warm-up in both runs of a case, so that it cancels out
+    with tempfile.TemporaryDirectory() as work, ThreadPoolExecutor(jobs) as pool:
+        totals = dict(zip(runs, pool.map(
+            lambda run: run_callgrind(work, *run, min(20, numbers[run[1]])), runs)))
+    per = {(impl, name): (totals[impl, name, 2 * n] - totals[impl, name, n]) / n
+           for impl in impls for name, n in numbers.items()}
+    return {(impl, name): per[impl, name] - per[impl, "loop"]
+            for impl in impls for name in names}
 
 
 def _number(name: str, scale: float) -> int:
@@ -259,17 +255,6 @@ def _number(name: str, scale: float) -> int:
     return max(5, int(base * scale))
 
 
-def table(rows: list[list[str]], header: list[str], rst: bool) -> str:
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    if rst:
-        rule = "  ".join("=" * w for w in widths)
-        lines = [rule, "  ".join(h.ljust(w) for h, w in zip(header, widths)), rule]
-        lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
-        return "\n".join([*lines, rule])
-    lines = ["| " + " | ".join(h.ljust(w) for h, w in zip(header, widths)) + " |",
-             "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
-    lines += ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |" for r in rows]
-    return "\n".join(lines)
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -281,13 +266,15 @@ def main(argv: Optional[list[str]] = None) -> int:
                         help="fewer calls and repetitions (CI; about a minute)")
     parser.add_argument("--no-callgrind", action="store_true", help="wall-clock only")
     parser.add_argument("--repeat", type=int, default=9, help="timing samples per case (9)")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                        help="callgrind runs at a time (default: the CPU count)")
     parser.add_argument("--rst", action="store_true", help="reStructuredText table")
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
-    parser.add_argument("--child-count", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--child-count", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--child-time", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child_count:
-        child_count(args.child_count[0], int(args.child_count[1]))
+        child_count(args.child_count[0], int(args.child_count[1]), int(args.child_count[2]))
         return 0
     if args.child_time:
         child_time(int(args.child_time[0]), float(args.child_time[1]),
@@ -323,12 +310,8 @@ def main(argv: Optional[list[str]] = None) -> int:
             figures[name][f"{impl} us min"] = t["min"] * 1e6
             figures[name][f"{impl} us max"] = t["max"] * 1e6
     if use_callgrind:
-        with tempfile.TemporaryDirectory() as work:
-            for impl in impls:
-                loop = count(work, impl, "loop", 400)
-                for name in names:
-                    figures[name][f"{impl} instr"] = (
-                        count(work, impl, name, _number(name, scale)) - loop)
+        for (impl, name), value in count_all(impls, names, scale, args.jobs).items():
+            figures[name][f"{impl} instr"] = value
 
     header = ["case"]
     for impl in impls:

@@ -37,7 +37,7 @@ uvicorn servers, uvicorn's default ``http="auto"``: httptools when installed):
    ``callgrind_control -d`` dumps them; then zero again, stay idle as long as the N
    connections took (uvicorn's once-a-tick work goes on), dump: the idle baseline.
    Per connection: (busy - idle) / N. Start-up, imports, warm-up and shutdown are outside
-   both dumps.
+   both dumps. The servers run ``--jobs`` at a time (counts do not depend on the load).
 """
 
 from __future__ import annotations
@@ -58,7 +58,11 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Optional
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _report import callgrind_total, table, valgrind_python
 
 HOST = "127.0.0.1"
 TRUSTED = ["127.0.0.0/8"]
@@ -181,12 +185,6 @@ def free_port() -> int:
         return port
 
 
-def _python() -> str:
-    """The interpreter to run under valgrind: ours, unless it is a script (a pyenv shim)."""
-    with open(sys.executable, "rb") as file:
-        if file.read(4) == b"\x7fELF":
-            return sys.executable
-    return os.path.realpath(sys.executable)
 
 
 def _pin(core: Optional[int]) -> list[str]:
@@ -204,7 +202,7 @@ def running(kind: str, port: int, prefix: list[str], timeout: float = 120.0
     # stderr to a file, not a pipe: a full pipe would block the server
     with tempfile.TemporaryFile("w+") as errors:
         process = subprocess.Popen(
-            [*prefix, _python(), os.path.abspath(__file__), "--serve", kind, str(port)],
+            [*prefix, valgrind_python(), os.path.abspath(__file__), "--serve", kind, str(port)],
             stdout=subprocess.PIPE, stderr=errors, text=True, env=env)
         try:
             assert process.stdout is not None
@@ -292,13 +290,6 @@ def wrk_rounds(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
-def _total(out: str) -> int:
-    with open(out) as file:
-        for line in file:
-            match = re.match(r"(?:summary|totals):\s*(\d+)", line)
-            if match:
-                return int(match.group(1))
-    raise RuntimeError(f"no total in {out}")
 
 
 def _control(pid: int, *command: str) -> None:
@@ -313,7 +304,7 @@ def _dump(pid: int, out: str) -> int:
     new = sorted(set(glob.glob(out + ".*")) - before)
     if len(new) != 1:
         raise RuntimeError(f"callgrind wrote {new}, not one dump")
-    return _total(new[0])
+    return callgrind_total(new[0])
 
 
 def server_instructions(kind: str, connections: int, warmup: int, work: str) -> float:
@@ -346,17 +337,6 @@ def spread(values: list[float]) -> str:
     return f"{min(values):.3f}-{max(values):.3f}"
 
 
-def table(rows: list[list[str]], header: list[str], rst: bool) -> str:
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    if rst:
-        rule = "  ".join("=" * w for w in widths)
-        lines = [rule, "  ".join(h.ljust(w) for h, w in zip(header, widths)), rule]
-        lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
-        return "\n".join([*lines, rule])
-    lines = ["| " + " | ".join(h.ljust(w) for h, w in zip(header, widths)) + " |",
-             "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
-    lines += ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |" for r in rows]
-    return "\n".join(lines)
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -372,6 +352,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--no-callgrind", action="store_true", help="wrk rounds only")
     parser.add_argument("--callgrind-connections", type=int, default=400)
     parser.add_argument("--warmup", type=int, default=50, help="connections before counting")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                        help="servers under callgrind at a time (default: the CPU count)")
     parser.add_argument("--rst", action="store_true", help="reStructuredText tables")
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     parser.add_argument("--serve", nargs=2, help=argparse.SUPPRESS)
@@ -417,11 +399,11 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(table(rows, ["mode", "uvicorn req/s", "uvicorn+proxy req/s",
                            "ratio (median)", "ratio min-max", "failed rounds"], args.rst))
     if not args.no_callgrind:
-        per: dict[str, float] = {}
-        with tempfile.TemporaryDirectory() as work:
-            for kind in SERVERS:
-                per[kind] = server_instructions(kind, args.callgrind_connections, args.warmup,
-                                                work)
+        # The servers run --jobs at a time: instruction counts do not depend on the load.
+        with tempfile.TemporaryDirectory() as work, ThreadPoolExecutor(args.jobs) as pool:
+            counted = pool.map(lambda kind: server_instructions(
+                kind, args.callgrind_connections, args.warmup, work), SERVERS)
+            per = dict(zip(SERVERS, counted))
         figures["callgrind"] = per
         rows = []
         for plain in ("uvicorn", "asyncio"):
