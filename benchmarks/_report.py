@@ -32,8 +32,8 @@ def table(rows: list[list[str]], header: list[str], rst: bool) -> str:
     if rst:
         rule = "  ".join("=" * w for w in widths)
         lines = [rule, "  ".join(h.ljust(w) for h, w in zip(header, widths)), rule]
-        lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
-        return "\n".join([*lines, rule])
+        lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+        return "\n".join([line.rstrip() for line in lines] + [rule])
     lines = ["| " + " | ".join(h.ljust(w) for h, w in zip(header, widths)) + " |",
              "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
     lines += ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |" for r in rows]
