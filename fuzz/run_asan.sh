@@ -16,7 +16,7 @@ if [ ! -e "$build/asan_with_fuzzer.so" ]; then
 fi
 export PYTHONPATH="$build${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONMALLOC=malloc
-# Python leaks by design at exit; a real leak shows in benchmarks/leaks.py instead.
+# Python leaks by design at exit; a real leak shows in robustness/leaks.py instead.
 export ASAN_OPTIONS="detect_leaks=0:allocator_may_return_null=1:quarantine_size_mb=64"
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
 export FUZZ_PRELOAD="$build/asan_with_fuzzer.so"

@@ -1,7 +1,7 @@
 """Hostile clients: slow loris, truncated and oversize headers, silent floods, resets and
 spoofing peers, against the asyncio server, the protocol wrapper and the blocking helpers.
 
-The attack itself lives in ``benchmarks/load_hostile.py`` (its documented run is longer);
+The attack itself lives in ``robustness/load_hostile.py`` (its documented run is longer);
 here it runs with a 0.5 s header timeout for about a second per API, and the report must
 show: every legitimate request answered, every hostile connection closed with the right
 refusal reason, none of them served, and nothing left behind (pending connections, file
@@ -24,7 +24,7 @@ import proxyproto
 from proxyproto import HeaderTooLarge, IncompleteHeader, UntrustedPeer
 from proxyproto.blocking import handle_connection, read_header
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "benchmarks"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "robustness"))
 
 import load_hostile
 

@@ -16,9 +16,9 @@ Two measurements per implementation:
 
 Usage::
 
-    python3 benchmarks/leaks.py                 # 2,000,000 operations per implementation
-    python3 benchmarks/leaks.py --ops 200000    # a bounded CI run (a few seconds)
-    python3 benchmarks/leaks.py --json out.json
+    python3 robustness/leaks.py                 # 2,000,000 operations per implementation
+    python3 robustness/leaks.py --ops 200000    # a bounded CI run (a few seconds)
+    python3 robustness/leaks.py --json out.json
 
 Exits 1 when the RSS grows by more than ``--rss-limit-kib`` after the warm-up or the traced
 heap by more than ``--traced-limit-kib``: a leak of even one small object per operation

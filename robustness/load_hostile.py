@@ -28,9 +28,9 @@ no PROXY-layer object, and no traced memory beyond a small allowance.
 
 Usage::
 
-    python3 benchmarks/load_hostile.py                   # the documented run, all APIs
-    python3 benchmarks/load_hostile.py --quick           # a few seconds each (CI)
-    python3 benchmarks/load_hostile.py --api streams --silent 2000 --json out.json
+    python3 robustness/load_hostile.py                   # the documented run, all APIs
+    python3 robustness/load_hostile.py --quick           # a few seconds each (CI)
+    python3 robustness/load_hostile.py --api streams --silent 2000 --json out.json
 
 ``tests/test_hostile.py`` runs :func:`attack` with short settings and asserts on the
 :class:`Report`.

@@ -16,7 +16,7 @@ Then, in this process, the PROXY part alone: ``read_header`` refusing bytes that
 a socketpair (nothing is consumed when they cannot be a header, so the same bytes serve
 every call): one peek and one parse, no thread, no connection set-up.
 
-Usage: ``python3 benchmarks/blocking_refusal.py [--seconds 2] [--case untrusted ...]``.
+Usage: ``python3 robustness/blocking_refusal.py [--seconds 2] [--case untrusted ...]``.
 Bounded: each case runs ``--seconds`` (default 2) and at most ``--max`` connections.
 """
 

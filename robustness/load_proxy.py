@@ -23,9 +23,9 @@ The server runs in a child process (so its CPU time and memory are its own, read
 
 Usage::
 
-    python3 benchmarks/load_proxy.py                    # 5 rounds x 5000 connections
-    python3 benchmarks/load_proxy.py --quick            # about 30 s (CI)
-    python3 benchmarks/load_proxy.py --header v1 --json out.json
+    python3 robustness/load_proxy.py                    # 5 rounds x 5000 connections
+    python3 robustness/load_proxy.py --quick            # about 30 s (CI)
+    python3 robustness/load_proxy.py --header v1 --json out.json
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ baseline. The server runs in a child process (so its CPU time and memory are its
    connection, whether a legitimate client was still served during the flood (and how
    fast), and that every stalled connection was dropped at the deadline.
 
-Usage: python3 benchmarks/aio_refusal.py [--count 2000] [--flood 5000] [--timeout 5]
+Usage: python3 robustness/aio_refusal.py [--count 2000] [--flood 5000] [--timeout 5]
 """
 
 from __future__ import annotations
