@@ -14,13 +14,15 @@ import pytest
 
 yaml = pytest.importorskip("yaml")
 
-from proxyproto import _cli_k3s, _k3s  # noqa: E402
+from proxyproto import _k3s  # noqa: E402
+from proxyproto._cli import _k3s as _cli_k3s  # noqa: E402
+from proxyproto._cli._common import EXIT_FILE  # noqa: E402
 
 # --------------------------------------------------------------------------- helpers
 
 DRIVER = (
     "import argparse, sys\n"
-    "from proxyproto import _cli_k3s\n"
+    "from proxyproto._cli import _k3s as _cli_k3s\n"
     "parser = argparse.ArgumentParser(prog='proxyproto')\n"
     "_cli_k3s.register(parser.add_subparsers(dest='command'))\n"
     "args = parser.parse_args(sys.argv[1:])\n"
@@ -706,10 +708,10 @@ def test_run_check_statuses(tmp_path: Path) -> None:
                    "Cluster replaces the client's address by a node's; write instead: "
                    "externalTrafficPolicy: Local\n")
     status, out, err = run_cli("--check", str(tmp_path / "missing.yaml"))
-    assert (status, out) == (_cli_k3s.EXIT_INPUT, "")
+    assert (status, out) == (EXIT_FILE, "")
     assert err.count("\n") == 1 and "cannot read" in err and "No such file" in err
     status, _out, err = run_cli("--check", str(tmp_path))
-    assert status == _cli_k3s.EXIT_INPUT and err.count("\n") == 1
+    assert status == EXIT_FILE and err.count("\n") == 1
     binary = tmp_path / "binary.yaml"
     binary.write_bytes(b"kind: \xff\xfe\n")
     status, _out, err = run_cli("--check", str(binary))
@@ -750,7 +752,7 @@ def test_subprocess_error_paths_print_one_line() -> None:
     assert bad_cidr.returncode == 2 and bad_cidr.stdout == ""
     assert bad_cidr.stderr.count("\n") == 1 and "Traceback" not in bad_cidr.stderr
     missing = subprocess_cli("--check", "/nonexistent/traefik-config.yaml")
-    assert missing.returncode == 3 and missing.stderr.count("\n") == 1
+    assert missing.returncode == EXIT_FILE and missing.stderr.count("\n") == 1
     syntax = subprocess_cli("--check", "-", stdin="a: [\n")
     assert syntax.returncode == 3 and syntax.stderr.count("\n") == 1
     findings = subprocess_cli("--values", "-", stdin="service: {}\n")
@@ -765,7 +767,7 @@ def test_subprocess_without_pyyaml() -> None:
     assert (generated.returncode, generated.stderr) == (0, "")
     assert generated.stdout == run_cli("--trusted", "10.0.0.0/8", "--app-port", "8000")[1]
     checked = subprocess_cli("--check", "-", stdin="a: b\n", prelude=NO_YAML)
-    assert checked.returncode == 4 and checked.stdout == ""
+    assert checked.returncode == _cli_k3s.EXIT_NO_YAML == 5 and checked.stdout == ""
     assert checked.stderr.count("\n") == 1 and "pip install 'proxyproto[k3s]'" in checked.stderr
 
 
@@ -805,3 +807,18 @@ def test_guide_shows_the_tools_real_output() -> None:
     for block in blocks:
         assert list(yaml.safe_load_all(block))
     assert _k3s.lint_manifest(blocks[0] + blocks[1]) == []
+
+
+def test_the_proxyproto_command_has_the_subcommand() -> None:
+    """``python -m proxyproto k3s-config`` reaches this module through the real entry point."""
+    done = subprocess.run(
+        [sys.executable, "-m", "proxyproto", "k3s-config", "--trusted", "10.0.0.1/8"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert done.returncode == _cli_k3s.EXIT_USAGE and done.stdout == ""
+    assert done.stderr.count("\n") == 1 and "10.0.0.0/8" in done.stderr
+    done = subprocess.run(
+        [sys.executable, "-m", "proxyproto", "k3s-config", "--trusted", "10.0.0.0/8"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert done.returncode == 0 and "kind: HelmChartConfig" in done.stdout

@@ -22,7 +22,9 @@ from ._common import EXIT_INTERRUPTED, EXIT_WRITE, CommandParser, fail
 __all__ = ["SUBCOMMANDS", "build_parser", "main"]
 
 #: The sub-command modules, in the order ``--help`` lists them.
-SUBCOMMANDS: tuple[str, ...] = ("_decode", "_encode", "_send", "_whoami", "_demo")
+SUBCOMMANDS: tuple[str, ...] = (
+    "_decode", "_encode", "_send", "_whoami", "_demo", "_k3s",
+)
 
 _EPILOG = """\
 examples:

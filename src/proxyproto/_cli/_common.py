@@ -22,6 +22,7 @@ __all__ = [
     "EXIT_FILE",
     "EXIT_INTERRUPTED",
     "EXIT_LISTEN",
+    "EXIT_MISSING_EXTRA",
     "EXIT_OK",
     "EXIT_RECV",
     "EXIT_RESOLVE",
@@ -49,6 +50,7 @@ EXIT_FAILED = 1  #: ``demo``: a case did not behave as expected
 EXIT_USAGE = 2  #: bad command line: unknown option, bad HOST:PORT, CIDR, TLV or escape
 EXIT_BAD_INPUT = 3  #: the input is not a (whole, valid) PROXY header, or is not hex
 EXIT_FILE = 4  #: a file could not be read (missing, unreadable, not a certificate/key)
+EXIT_MISSING_EXTRA = 5  #: an optional dependency is not installed (``k3s-config --check``)
 EXIT_RESOLVE = 6  #: a host name could not be resolved (as curl's 6)
 EXIT_CONNECT = 7  #: could not connect (refused, unreachable, --bind address unusable)
 EXIT_LISTEN = 10  #: could not listen (address in use, not local, permission denied)

@@ -1,14 +1,17 @@
 """``proxyproto k3s-config``: write or check Traefik's HelmChartConfig on k3s.
 
 A subcommand module (``register`` adds the parser, ``run`` returns the exit status). It
-imports only :mod:`argparse` and :mod:`proxyproto._k3s` (absolutely), so that it can move
-into the ``_cli`` package unchanged. Exit statuses:
+keeps the Traefik/k3s knowledge in :mod:`proxyproto._k3s` (pure, testable logic) and
+does only the command-line part here. Exit statuses:
 
 * 0: the configuration was printed, or the checked file has no errors (warnings allowed);
 * 1: the checked file has errors (one line per finding);
 * 2: bad options, such as an invalid ``--trusted`` network (one line);
-* 3: the file cannot be read, or is not YAML at all (one line);
-* 4: ``--check`` / ``--values`` need PyYAML, which is not installed (one line).
+* 3: the file is not UTF-8 text or not YAML at all (one line);
+* 4: the file cannot be read (one line);
+* 5: ``--check`` / ``--values`` need PyYAML, which is not installed (one line).
+
+These are the command line's own statuses (``proxyproto._cli._common``).
 """
 
 from __future__ import annotations
@@ -17,18 +20,17 @@ import argparse
 import sys
 from typing import TextIO
 
-# absolute on purpose: this module moves to proxyproto/_cli/_k3s.py, where "from . import
-# _k3s" would be the module itself
+# absolute on purpose: "from . import _k3s" would be this module itself
 from proxyproto import _k3s
+
+from ._common import EXIT_BAD_INPUT, EXIT_FILE, EXIT_MISSING_EXTRA, EXIT_OK, EXIT_USAGE
 
 __all__ = ["EXIT_ERRORS", "EXIT_INPUT", "EXIT_NO_YAML", "EXIT_OK", "EXIT_USAGE", "register",
            "run"]
 
-EXIT_OK = 0
-EXIT_ERRORS = 1
-EXIT_USAGE = 2
-EXIT_INPUT = 3
-EXIT_NO_YAML = 4
+EXIT_ERRORS = 1  #: the checked file has errors
+EXIT_INPUT = EXIT_BAD_INPUT
+EXIT_NO_YAML = EXIT_MISSING_EXTRA
 
 _PROG = "proxyproto k3s-config"
 
@@ -125,7 +127,7 @@ def _lint(args: argparse.Namespace, entrypoints: list[str], out: TextIO, err: Te
     try:
         text = _read(path, stdin)
     except OSError as exc:
-        return _fail(EXIT_INPUT, f"cannot read {shown}: {exc.strerror or exc}", err)
+        return _fail(EXIT_FILE, f"cannot read {shown}: {exc.strerror or exc}", err)
     except UnicodeDecodeError as exc:
         return _fail(EXIT_INPUT, f"cannot read {shown}: not UTF-8 text ({exc.reason} at byte "
                      f"{exc.start})", err)
