@@ -1,4 +1,4 @@
-# cython: language_level=3, embedsignature=True, freethreading_compatible=True
+# cython: language_level=3, embedsignature=True
 # cython: boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
 """The Cython twin of ``_fallback``: ``parse``, ``encode_v1``, ``encode_v2``, ``crc32c``.
 
@@ -852,64 +852,98 @@ cdef object _parse_v2(const uint8_t *p, Py_ssize_t size, Py_ssize_t max_size,
 # Entry point
 
 
-cdef object _parse_c(object data, object max_size, Verdict *verdict):
-    """The C path: a header, or None and the verdict (see _error) for anything else."""
-    cdef Py_buffer view
-    cdef const uint8_t *p
-    cdef Py_ssize_t size, cap
+cdef Py_ssize_t _cap_of(object max_size) except -2:
+    """The largest v2 header accepted, or -1 when the fallback must judge ``max_size``."""
     cdef long limit
     cdef int overflow = 0
-    cdef Py_ssize_t offset
-    cdef bint held = False
     if max_size is _MAX_SIZE_DEFAULT:
-        cap = _V2_MAX
-    elif PyLong_CheckExact(max_size):
-        limit = PyLong_AsLongAndOverflow(max_size, &overflow)
-        if overflow > 0 or limit > _V2_MAX:
-            cap = _V2_MAX
-        elif overflow < 0 or limit < 16:
-            return None  # ValueError, from the fallback
-        else:
-            cap = limit
-    else:
+        return _V2_MAX
+    if not PyLong_CheckExact(max_size):
+        return -1  # TypeError, from the fallback
+    limit = PyLong_AsLongAndOverflow(max_size, &overflow)
+    if overflow > 0 or limit > _V2_MAX:
+        return _V2_MAX
+    if overflow < 0 or limit < 16:
+        return -1  # ValueError, from the fallback
+    return limit
+
+
+cdef object _snapshot(object data, Py_ssize_t cap):
+    """A private ``bytes`` copy of the header part of a mutable buffer, or ``None``.
+
+    A ``bytearray`` or ``memoryview`` may change while it is parsed: the parser's own
+    allocations can run the garbage collector (and so any Python code), and another process
+    may write shared memory at any time. So the C path never reads such a buffer twice: it
+    copies the first 16 bytes, learns from that copy how much the header can span (the v2
+    length, capped by ``cap``; the 107 bytes of a v1 line), copies at most that much, and
+    parses only the copy. Nothing between the two copies runs Python code, and the length
+    field in the copy is the one that sized it. ``None``: not a contiguous buffer of those
+    types (the fallback copies it, or raises the TypeError).
+    """
+    cdef Py_buffer view
+    cdef uint8_t head[16]
+    cdef Py_ssize_t size, n, total
+    cdef object copy
+    cdef char *out
+    if not (PyByteArray_Check(data) or PyMemoryView_Check(data)):
         return None
-    if PyBytes_Check(data):
-        p = <const uint8_t *>PyBytes_AS_STRING(data)
-        size = PyBytes_GET_SIZE(data)
-    elif PyByteArray_Check(data) or PyMemoryView_Check(data):
-        # Hold the buffer (pins a bytearray's size) while reading it. A memoryview that is
-        # released or not contiguous goes to the fallback, which copies it.
-        try:
-            PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
-        except Exception:
-            return None
-        held = True
-        p = <const uint8_t *>view.buf
-        size = view.len
-    else:
-        return None  # TypeError, from the fallback
     try:
-        if size == 0:
-            return _refuse(verdict, _INCOMPLETE, 15)
-        if p[0] == 0x0D:
-            return _parse_v2(p, size, cap, verdict)
-        if p[0] == 0x50:
-            for offset in range(1, size if size < 5 else 5):
-                if p[offset] != <uint8_t>b"PROXY"[offset]:
-                    return _refuse(verdict, _NOT_V1, offset)
-            return _parse_v1(p, size)
-        return _refuse(verdict, _NOT_PROXY, 0)
+        PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)  # pins a bytearray's size
+    except Exception:
+        return None  # released or not contiguous: the fallback copies it
+    try:
+        size = view.len
+        n = size if size < 16 else 16
+        memcpy(head, view.buf, n)
+        total = n
+        if n == 16 and head[0] == 0x0D:
+            total = 16 + ((<Py_ssize_t>head[14] << 8) | head[15])
+            if total > cap:
+                total = 16  # HeaderTooLarge needs the 16 fixed bytes only
+        elif n and head[0] == 0x50:
+            total = _V1_MAX
+        if total > size:
+            total = size
+        copy = PyBytes_FromStringAndSize(NULL, total)
+        out = PyBytes_AS_STRING(copy)
+        memcpy(out, head, n)
+        if total > n:
+            memcpy(out + n, <const char *>view.buf + n, total - n)
     finally:
-        if held:
-            PyBuffer_Release(&view)
+        PyBuffer_Release(&view)
+    return copy
+
+
+cdef object _parse_c(object data, Py_ssize_t cap, Verdict *verdict):
+    """The C path over immutable ``bytes``: a header, or None and the verdict (see _error)."""
+    cdef const uint8_t *p = <const uint8_t *>PyBytes_AS_STRING(data)
+    cdef Py_ssize_t size = PyBytes_GET_SIZE(data)
+    cdef Py_ssize_t offset
+    if size == 0:
+        return _refuse(verdict, _INCOMPLETE, 15)
+    if p[0] == 0x0D:
+        return _parse_v2(p, size, cap, verdict)
+    if p[0] == 0x50:
+        for offset in range(1, size if size < 5 else 5):
+            if p[offset] != <uint8_t>b"PROXY"[offset]:
+                return _refuse(verdict, _NOT_V1, offset)
+        return _parse_v1(p, size)
+    return _refuse(verdict, _NOT_PROXY, 0)
 
 
 def parse(data, *, max_size=MAX_V2_SIZE):
     cdef Verdict verdict
+    cdef Py_ssize_t cap = _cap_of(max_size)
     verdict.code = _DEFER
-    header = _parse_c(data, max_size, &verdict)
-    if header is not None:
-        return header
+    if cap >= 0:
+        if not PyBytes_Check(data):  # bytes (and its subclasses) are immutable: no copy
+            snapshot = _snapshot(data, cap)
+            if snapshot is not None:
+                data = snapshot  # the fallback, too, sees only the snapshot
+        if PyBytes_Check(data):
+            header = _parse_c(data, cap, &verdict)
+            if header is not None:
+                return header
     if verdict.code == _DEFER:
         return _fb.parse(data, max_size=max_size)
     raise _error(&verdict)
@@ -917,10 +951,17 @@ def parse(data, *, max_size=MAX_V2_SIZE):
 
 def parse_or_needed(data, *, max_size=MAX_V2_SIZE):
     cdef Verdict verdict
+    cdef Py_ssize_t cap = _cap_of(max_size)
     verdict.code = _DEFER
-    header = _parse_c(data, max_size, &verdict)
-    if header is not None:
-        return header
+    if cap >= 0:
+        if not PyBytes_Check(data):
+            snapshot = _snapshot(data, cap)
+            if snapshot is not None:
+                data = snapshot
+        if PyBytes_Check(data):
+            header = _parse_c(data, cap, &verdict)
+            if header is not None:
+                return header
     if verdict.code == _INCOMPLETE:
         return PyLong_FromSsize_t(verdict.arg)
     if verdict.code == _DEFER:
@@ -931,8 +972,15 @@ def parse_or_needed(data, *, max_size=MAX_V2_SIZE):
 def _parse_c_only(data, *, max_size=MAX_V2_SIZE):
     """Test hook: ``parse`` without the fallback; ``None`` where ``parse`` would defer."""
     cdef Verdict verdict
+    cdef Py_ssize_t cap = _cap_of(max_size)
     verdict.code = _DEFER
-    header = _parse_c(data, max_size, &verdict)
+    if cap < 0:
+        return None
+    if not PyBytes_Check(data):
+        data = _snapshot(data, cap)
+        if data is None:
+            return None
+    header = _parse_c(data, cap, &verdict)
     if header is None and verdict.code != _DEFER:
         raise _error(&verdict)
     return header
