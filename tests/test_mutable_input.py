@@ -148,6 +148,26 @@ def test_v1_line_rewritten_by_gc_callback(impl: ModuleType, gc_rewrite) -> None:
     _assert_one_state(result, impl, original, changed)
 
 
+def test_bytes_subclass_never_copied_through_dunder_bytes(impl: ModuleType) -> None:
+    """Issue 9 item 7: the buffer protocol (the real bytes), never ``__bytes__``."""
+
+    class Sneaky(bytes):
+        def __bytes__(self) -> bytes:
+            return b"PROXY TCP4 6.6.6.6 6.6.6.6 1 1\r\n"
+
+    real = b"PROXY TCP4 192.0.2.1 198.51.100.2 1234 443\r\n"
+    assert impl.parse(Sneaky(real)).source == ("192.0.2.1", 1234)
+    # Paths that defer to the reference (a partial line, an invalid one) read it too.
+    assert impl.parse_or_needed(Sneaky(real[:20])) == impl.parse_or_needed(real[:20])
+    with pytest.raises(ProxyProtocolError) as caught:
+        impl.parse(Sneaky(real.replace(b"1234", b"01234")))
+    assert "'01234'" in str(caught.value)
+    assert impl.crc32c(Sneaky(b"123456789")) == 0xE3069283
+    tlv_value = Sneaky(b"abc")
+    encoded = impl.encode_v2(None, None, tlvs=[(0xE0, tlv_value)])
+    assert encoded.endswith(b"\xe0\x00\x03abc")
+
+
 # ---------------------------------------------------------------------------------------
 # A second process writing shared memory: no trigger, any byte at any time.
 

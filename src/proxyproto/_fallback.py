@@ -108,7 +108,8 @@ def crc32c(data: Union[bytes, bytearray, memoryview], value: int = 0) -> int:
     """
     t0, t1, t2, t3 = _CRC_T0, _CRC_T1, _CRC_T2, _CRC_T3
     crc = value ^ 0xFFFFFFFF
-    data = bytes(data)
+    # A bytes subclass is read through the buffer protocol, never its __bytes__.
+    data = memoryview(data).tobytes() if isinstance(data, bytes) else bytes(data)
     if 0 <= crc <= 0xFFFFFFFF:  # four bytes a step (a wider value keeps the bytewise loop)
         whole = len(data) & ~3
         for (word,) in _LE32.iter_unpack(data[:whole]):
@@ -582,7 +583,7 @@ def parse(
         if isinstance(data, (bytearray, memoryview)):
             data = bytes(data[:MAX_V2_SIZE])
         elif isinstance(data, bytes):
-            data = bytes(data)
+            data = memoryview(data).tobytes()  # the real buffer, never __bytes__ (issue 9)
         else:
             raise TypeError(
                 f"data must be bytes, bytearray or memoryview, not {type(data).__name__}"
@@ -815,7 +816,8 @@ def encode_v2(
             raise ValueError(f"TLV type {tlv_type} is outside 0..255")
         if not isinstance(value, (bytes, bytearray, memoryview)):
             raise TypeError(f"TLV value must be bytes, not {type(value).__name__}")
-        value = bytes(value)
+        if type(value) is not bytes:
+            value = memoryview(value).tobytes()  # the buffer, never a subclass's __bytes__
         if len(value) > 0xFFFF:
             raise ValueError(f"TLV 0x{tlv_type:02x} value is {len(value)} bytes, at most 65535")
         if tlv_type == _TYPE_CRC32C:
