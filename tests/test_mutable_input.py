@@ -168,6 +168,31 @@ def test_bytes_subclass_never_copied_through_dunder_bytes(impl: ModuleType) -> N
     assert encoded.endswith(b"\xe0\x00\x03abc")
 
 
+def _outcome(impl: ModuleType, function: str, data: object) -> object:
+    try:
+        return getattr(impl, function)(data, max_size=2000)
+    except ProxyProtocolError as exc:
+        return (type(exc), str(exc))
+
+
+@pytest.mark.parametrize("tlvs", [1, 100, 400], ids=["small", "stack", "heap"])
+def test_copy_gives_the_same_answers(impl: ModuleType, tlvs: int) -> None:
+    """The private copy (on the C stack, or in a bytes object past 1 KiB) answers exactly as
+    the bytes do: valid, partial, invalid (deferred to the reference), too large."""
+    header = _v2(_inet4_block(), _many_tlvs(tlvs))
+    bad = bytearray(header)
+    bad[-4] = 0xFF  # the last TLV runs past the end: the reference's message and offset
+    samples = [header, header + b"trailing", header[:-1], header[:20], bytes(bad),
+               header[:14] + b"\xff\xff" + header[16:],
+               b"PROXY TCP4 192.0.2.1 198.51.100.2 1234 443\r\n", b"PROXY TCP4 192.0.2.1 ",
+               b"PROXY TCP4 192.0.2.01 198.51.100.2 1 2\r\n", b"P" * 200, b"", b"\r\n"]
+    for sample in samples:
+        for function in ("parse", "parse_or_needed"):
+            expected = _outcome(impl, function, sample)
+            assert _outcome(impl, function, bytearray(sample)) == expected
+            assert _outcome(impl, function, memoryview(b"x" + sample)[1:]) == expected
+
+
 # ---------------------------------------------------------------------------------------
 # A second process writing shared memory: no trigger, any byte at any time.
 

@@ -35,8 +35,8 @@ _fast_v2.pxi           _v2.py             the v2 header, TLV value rules, decode
 _fast_encode.pxi       _encode.py         encode_v1, encode_v2
 =====================  =================  ==============================================
 
-Mutable input (``bytearray``, ``memoryview``) is never read in place: ``_snapshot`` copies
-at most the header's size first and only the copy is parsed (see ``_snapshot``).
+Mutable input (``bytearray``, ``memoryview``) is never read in place: ``_parse_mutable``
+copies at most the header's size first and only the copy is parsed.
 """
 
 import socket
@@ -280,23 +280,35 @@ cdef Py_ssize_t _cap_of(object max_size) except -2:
     return limit
 
 
-cdef object _snapshot(object data, Py_ssize_t cap):
-    """A private ``bytes`` copy of the header part of a mutable buffer, or ``None``.
+# How much of a mutable buffer is copied to the C stack; a longer v2 header is copied into a
+# private bytes object instead.
+cdef enum:
+    _STACK_COPY = 1024
+    _C_ONLY = 0  # _parse_mutable modes: the test hook (no fallback)
+    _PARSE = 1  # parse()
+    _OR_NEEDED = 2  # parse_or_needed()
 
-    A ``bytearray`` or ``memoryview`` may change while it is parsed: the parser's own
-    allocations can run the garbage collector (and so any Python code), and another process
-    may write shared memory at any time. So the C path never reads such a buffer twice: it
-    copies the first 16 bytes, learns from that copy how much the header can span (the v2
-    length, capped by ``cap``; the 107 bytes of a v1 line), copies at most that much, and
-    parses only the copy. Nothing between the two copies runs Python code, and the length
-    field in the copy is the one that sized it. ``None``: not a contiguous buffer of those
-    types (the fallback copies it, or raises the TypeError).
+
+cdef object _parse_mutable(object data, Py_ssize_t cap, object max_size, Verdict *verdict,
+                           int mode):
+    """Parse a private copy of a ``bytearray`` or ``memoryview``; never the buffer itself.
+
+    Such a buffer may change while it is parsed: the parser's own allocations can run the
+    garbage collector (and so any Python code), and another process may write shared memory
+    at any time. So it is read exactly once: the first 16 bytes are copied, that copy says
+    how much the header can span (16 + the v2 length, or 16 alone when that exceeds
+    ``cap``; the 107 bytes of a v1 line; 16 bytes otherwise), at most that much is copied
+    after them, and only the copy is parsed -- by the C path, and by the fallback when the C
+    path defers (it gets the copy as ``bytes``). No Python code runs while the buffer is
+    read. Returns what ``_parse_c`` returns, or for ``_PARSE``/``_OR_NEEDED`` the
+    fallback's answer where the C path defers; ``None`` with ``_DEFER`` for anything that
+    is not a contiguous buffer of those types (the fallback copies it or raises).
     """
     cdef Py_buffer view
-    cdef uint8_t head[16]
+    cdef uint8_t stack[_STACK_COPY]
+    cdef uint8_t *copy = stack
     cdef Py_ssize_t size, n, total
-    cdef object copy
-    cdef char *out
+    cdef object heap = None, header
     if not (PyByteArray_Check(data) or PyMemoryView_Check(data)):
         return None
     try:
@@ -305,31 +317,37 @@ cdef object _snapshot(object data, Py_ssize_t cap):
         return None  # released or not contiguous: the fallback copies it
     try:
         size = view.len
-        n = size if size < 16 else 16
-        memcpy(head, view.buf, n)
+        n = size if size < _V2_FIXED else _V2_FIXED
+        memcpy(stack, view.buf, n)
         total = n
-        if n == 16 and head[0] == 0x0D:
-            total = 16 + ((<Py_ssize_t>head[14] << 8) | head[15])
+        if n == _V2_FIXED and stack[0] == 0x0D:
+            total = _V2_FIXED + ((<Py_ssize_t>stack[14] << 8) | stack[15])
             if total > cap:
-                total = 16  # HeaderTooLarge needs the 16 fixed bytes only
-        elif n and head[0] == 0x50:
+                total = _V2_FIXED  # HeaderTooLarge needs the 16 fixed bytes only
+        elif n and stack[0] == 0x50:
             total = _V1_MAX
         if total > size:
             total = size
-        copy = PyBytes_FromStringAndSize(NULL, total)
-        out = PyBytes_AS_STRING(copy)
-        memcpy(out, head, n)
+        if total > _STACK_COPY:  # allocating a bytes object runs no Python code
+            heap = PyBytes_FromStringAndSize(NULL, total)
+            copy = <uint8_t *>PyBytes_AS_STRING(heap)
+            memcpy(copy, stack, n)
         if total > n:
-            memcpy(out + n, <const char *>view.buf + n, total - n)
+            memcpy(copy + n, <const uint8_t *>view.buf + n, total - n)
     finally:
         PyBuffer_Release(&view)
-    return copy
+    header = _parse_c(copy, total, cap, verdict)
+    if header is not None or verdict.code != _DEFER or mode == _C_ONLY:
+        return header
+    if heap is None:
+        heap = PyBytes_FromStringAndSize(<const char *>stack, total)
+    if mode == _PARSE:
+        return _fb.parse(heap, max_size=max_size)
+    return _fb.parse_or_needed(heap, max_size=max_size)
 
 
-cdef object _parse_c(object data, Py_ssize_t cap, Verdict *verdict):
-    """The C path over immutable ``bytes``: a header, or None and the verdict (see _error)."""
-    cdef const uint8_t *p = <const uint8_t *>PyBytes_AS_STRING(data)
-    cdef Py_ssize_t size = PyBytes_GET_SIZE(data)
+cdef object _parse_c(const uint8_t *p, Py_ssize_t size, Py_ssize_t cap, Verdict *verdict):
+    """The C path over bytes nobody can change: a header, or None and the verdict."""
     cdef Py_ssize_t offset
     if size == 0:
         return _refuse(verdict, _INCOMPLETE, 15)
@@ -348,14 +366,13 @@ def parse(data, *, max_size=MAX_V2_SIZE):
     cdef Py_ssize_t cap = _cap_of(max_size)
     verdict.code = _DEFER
     if cap >= 0:
-        if not PyBytes_Check(data):  # bytes (and its subclasses) are immutable: no copy
-            snapshot = _snapshot(data, cap)
-            if snapshot is not None:
-                data = snapshot  # the fallback, too, sees only the snapshot
-        if PyBytes_Check(data):
-            header = _parse_c(data, cap, &verdict)
-            if header is not None:
-                return header
+        if PyBytes_Check(data):  # bytes (and its subclasses) are immutable: read in place
+            header = _parse_c(<const uint8_t *>PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data),
+                              cap, &verdict)
+        else:
+            header = _parse_mutable(data, cap, max_size, &verdict, _PARSE)
+        if header is not None:
+            return header
     if verdict.code == _DEFER:
         return _fb.parse(data, max_size=max_size)
     raise _error(&verdict)
@@ -366,14 +383,13 @@ def parse_or_needed(data, *, max_size=MAX_V2_SIZE):
     cdef Py_ssize_t cap = _cap_of(max_size)
     verdict.code = _DEFER
     if cap >= 0:
-        if not PyBytes_Check(data):
-            snapshot = _snapshot(data, cap)
-            if snapshot is not None:
-                data = snapshot
         if PyBytes_Check(data):
-            header = _parse_c(data, cap, &verdict)
-            if header is not None:
-                return header
+            header = _parse_c(<const uint8_t *>PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data),
+                              cap, &verdict)
+        else:
+            header = _parse_mutable(data, cap, max_size, &verdict, _OR_NEEDED)
+        if header is not None:
+            return header
     if verdict.code == _INCOMPLETE:
         return PyLong_FromSsize_t(verdict.arg)
     if verdict.code == _DEFER:
@@ -388,16 +404,14 @@ def _parse_c_only(data, *, max_size=MAX_V2_SIZE):
     verdict.code = _DEFER
     if cap < 0:
         return None
-    if not PyBytes_Check(data):
-        data = _snapshot(data, cap)
-        if data is None:
-            return None
-    header = _parse_c(data, cap, &verdict)
+    if PyBytes_Check(data):
+        header = _parse_c(<const uint8_t *>PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data),
+                          cap, &verdict)
+    else:
+        header = _parse_mutable(data, cap, max_size, &verdict, _C_ONLY)
     if header is None and verdict.code != _DEFER:
         raise _error(&verdict)
     return header
-
-
 
 include "_fast_encode.pxi"
 
