@@ -34,7 +34,7 @@ from proxyproto import (
     encode_v1,
     encode_v2,
 )
-from proxyproto._aio_transport import ProxiedSocket, ProxiedTransport
+from proxyproto.aio._transport import ProxiedSocket, ProxiedTransport
 
 SRC, DST = ("192.0.2.10", 40000), ("198.51.100.20", 443)
 V2 = encode_v2(SRC, DST)
