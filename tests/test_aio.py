@@ -648,3 +648,55 @@ def test_tmp_path_unused(tmp_path: Path) -> None:
     with throwaway_cert(tmp_path) as (cert, key):
         assert cert.read_bytes().startswith(b"-----BEGIN CERTIFICATE-----")
         assert key.parent == tmp_path
+
+
+@pytest.mark.parametrize("handshake_timeout", [None, 0.3])
+def test_stalled_tls_handshake_after_the_header_is_bounded(
+    tls: tuple[ssl.SSLContext, ssl.SSLContext], handshake_timeout: Optional[float]
+) -> None:
+    """A peer that sends its header, then nothing: the handshake has a deadline (by default
+    the header timeout; asyncio's own default held such a peer for 60 s)."""
+    server_ctx, _client_ctx = tls
+    recorder = Recorder()
+
+    async def closed_by_server(sock: socket.socket) -> bool:
+        loop = asyncio.get_running_loop()
+        try:
+            while await asyncio.wait_for(loop.sock_recv(sock, 4096), 10):
+                pass
+        except asyncio.TimeoutError:
+            return False  # still held open after 10 s
+        except ConnectionError:
+            pass
+        return True
+
+    async def main() -> tuple[bool, aio.ProxyStats]:
+        server = await aio.create_server(recorder.protocol_factory, "127.0.0.1", 0,
+                                         trusted=["127.0.0.1"], ssl=server_ctx, timeout=0.3,
+                                         ssl_handshake_timeout=handshake_timeout)
+        try:
+            sock = await connect_from("127.0.0.1", port_of(server))
+            with sock:
+                await asyncio.get_running_loop().sock_sendall(sock, HEADER)
+                # closed by the server well before asyncio's 60 s
+                closed = await closed_by_server(sock)
+            for _ in range(100):
+                if stats_of(server).refused["tls"]:
+                    break
+                await asyncio.sleep(0.02)
+            return closed, stats_of(server)
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    closed, stats = run(main())
+    assert closed
+    assert stats.refused["tls"] == 1 and stats.accepted == 0 and stats.pending == 0
+    assert not recorder.records
+
+
+def test_ssl_handshake_timeout_is_checked() -> None:
+    for bad in (0, -1, "5", True):
+        with pytest.raises(ValueError, match="ssl_handshake_timeout"):
+            aio.wrap_protocol_factory(asyncio.Protocol, trusted=["127.0.0.1"],
+                                      ssl_handshake_timeout=bad)  # type: ignore[arg-type]

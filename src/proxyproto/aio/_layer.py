@@ -60,6 +60,12 @@ class _Config:
             raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
         if ssl is not None and not isinstance(ssl, _ssl.SSLContext):
             raise TypeError("ssl must be an ssl.SSLContext (TLS starts after the header)")
+        if ssl_handshake_timeout is not None and (
+                isinstance(ssl_handshake_timeout, bool)
+                or not isinstance(ssl_handshake_timeout, (int, float))
+                or not ssl_handshake_timeout > 0):
+            raise ValueError("ssl_handshake_timeout must be a positive number of seconds or "
+                             f"None, not {ssl_handshake_timeout!r}")
         PolicyReader(Policy.REQUIRE, max_size=max_size)  # validates max_size
         self.trusted = TrustedProxies.coerce(trusted)
         self.policy = policy
@@ -67,7 +73,10 @@ class _Config:
         self.timeout = float(timeout)
         self.max_size = max_size
         self.ssl = ssl
-        self.handshake_timeout = ssl_handshake_timeout
+        # the handshake after the header is bounded like the header itself (asyncio's own
+        # default, 60 s, let a peer that sent a header and stalled hold the connection)
+        self.handshake_timeout = (self.timeout if ssl_handshake_timeout is None
+                                  else float(ssl_handshake_timeout))
         self.stats = stats if stats is not None else ProxyStats()
         self._deadlines: HeaderDeadlines | None = None
 

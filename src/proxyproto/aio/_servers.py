@@ -56,7 +56,9 @@ def wrap_protocol_factory(
             before it.
         max_size: the v2 header size cap in bytes (default 4096).
         ssl: a server ``SSLContext``: TLS starts *after* the header.
-        ssl_handshake_timeout: seconds for that handshake (asyncio's default: 60).
+        ssl_handshake_timeout: seconds for that handshake, from the end of the header
+            (default ``None``: the header ``timeout``; asyncio's own default of 60 s let
+            a peer that sent a header and stalled hold the connection).
         stats: counters to update (a new :class:`ProxyStats` by default).
 
     Returns:
