@@ -29,19 +29,20 @@ from ._layer import ProxyProtocolFactory, ProxyProtocolLayer
 from ._layer import Trusted as Trusted
 from ._layer import logger as logger
 from ._servers import ClientConnectedCallback as ClientConnectedCallback
-from ._servers import create_server, start_server, wrap_protocol_factory
+from ._servers import ProxyServer, create_server, start_server, wrap_protocol_factory
 from ._transport import ProxiedTransport
 from ._transport import TLSFeedTransport as TLSFeedTransport
 from ._transport import feed_protocol as feed_protocol
-from ._uvicorn import UvicornHTTPProtocol as UvicornHTTPProtocol
-from ._uvicorn import uvicorn_http_protocol
+from ._uvicorn import UvicornHTTPProtocol, uvicorn_http_protocol
 
 __all__ = [
     "ProxiedTransport",
     "ProxyDatagramLayer",
     "ProxyProtocolFactory",
     "ProxyProtocolLayer",
+    "ProxyServer",
     "ProxyStats",
+    "UvicornHTTPProtocol",
     "create_connection",
     "create_datagram_endpoint",
     "create_server",

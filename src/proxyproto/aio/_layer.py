@@ -33,11 +33,15 @@ logger = logging.getLogger("proxyproto.aio")
 Trusted = Union[TrustedProxies, Iterable[Any]]
 
 
+# refusal reasons that mean the trusted peer sent no header, or a bad one
+_PROXY_FAULTS = frozenset({"no_header", "invalid", "too_large"})
+
+
 class _Config:
     """The settings shared by every connection of one server."""
 
-    __slots__ = ("_deadlines", "handshake_timeout", "max_size", "policy", "ssl", "stats",
-                 "timeout", "trusted", "untrusted_policy")
+    __slots__ = ("_deadlines", "handshake_timeout", "log", "max_size", "policy",
+                 "refusal_response", "ssl", "stats", "timeout", "trusted", "untrusted_policy")
 
     def __init__(
         self,
@@ -78,6 +82,11 @@ class _Config:
         self.handshake_timeout = (self.timeout if ssl_handshake_timeout is None
                                   else float(ssl_handshake_timeout))
         self.stats = stats if stats is not None else ProxyStats()
+        #: where refusals are logged (the uvicorn integration logs on uvicorn's own logger)
+        self.log = logger
+        #: written to a trusted peer whose header is missing or bad, before closing
+        #: (``None``: closed without a word)
+        self.refusal_response: bytes | None = None
         self._deadlines: HeaderDeadlines | None = None
 
     def deadlines(self, loop: asyncio.AbstractEventLoop) -> HeaderDeadlines:
@@ -210,10 +219,21 @@ class ProxyProtocolLayer(asyncio.Protocol):
             stats.pending -= 1
         self._cancel_deadline()
         self._reader = None
-        logger.info("refused connection from %s: %s%s", _show(self._peer), reason,
-                    f" ({exc})" if exc is not None and str(exc) else "")
-        if self._transport is not None:
-            self._transport.abort()
+        config = self._config
+        # a trusted peer (an untrusted one is refused before anything is read) that sent no
+        # header or a bad one: a misconfigured proxy, worth a WARNING
+        misconfigured = reason in _PROXY_FAULTS
+        config.log.log(logging.WARNING if misconfigured else logging.INFO,
+                       "refused connection from %s: %s%s", _show(self._peer), reason,
+                       f" ({exc})" if exc is not None and str(exc) else "")
+        transport = self._transport
+        if transport is not None:
+            response = config.refusal_response
+            if misconfigured and response is not None and not transport.is_closing():
+                transport.write(response)
+                transport.close()  # after the answer is written
+            else:
+                transport.abort()
 
     def _accept(self) -> None:
         stats = self._config.stats
@@ -234,13 +254,17 @@ class ProxyProtocolLayer(asyncio.Protocol):
                 self._start_tls(TLSFeedTransport(transport, app_data), header, received))
             return None
         self._accept()
-        app = self._app_factory()
+        app = self._new_app(header)
         transport.set_protocol(app)  # from now on the socket talks to the app directly
         app.connection_made(ProxiedTransport(transport, header, received, self._peer,
                                              self._local))
         if app_data and not transport.is_closing():
             feed_protocol(app, app_data)  # [SPEC §2.2] R-64: the bytes after the header
         return app
+
+    def _new_app(self, header: ProxyHeader | None) -> asyncio.BaseProtocol:
+        """The application's protocol for this connection (subclasses may use ``header``)."""
+        return self._app_factory()
 
     async def _start_tls(
         self, raw: TLSFeedTransport, header: ProxyHeader | None, received: ProxyHeader | None
@@ -263,7 +287,7 @@ class ProxyProtocolLayer(asyncio.Protocol):
         self._upgrade = None
         assert tls is not None
         self._accept()
-        app = self._app_factory()
+        app = self._new_app(header)
         held.hand_over(app, tls, ProxiedTransport(tls, header, received))
 
 

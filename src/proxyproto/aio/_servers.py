@@ -5,18 +5,30 @@ from __future__ import annotations
 import asyncio
 import ssl as _ssl
 from collections.abc import Awaitable
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional, cast
 
 from .._adapters import ProxyStats
 from .._policy import DEFAULT_TIMEOUT, ConnectionPolicy, Policy
 from .._reader import DEFAULT_MAX_SIZE
 from ._layer import ProxyProtocolFactory, Trusted, _Config
 
-__all__ = ["ClientConnectedCallback", "create_server", "start_server", "wrap_protocol_factory"]
+__all__ = ["ClientConnectedCallback", "ProxyServer", "create_server", "start_server",
+           "wrap_protocol_factory"]
 
 ClientConnectedCallback = Callable[
     [asyncio.StreamReader, asyncio.StreamWriter], Optional[Awaitable[None]]
 ]
+
+if TYPE_CHECKING:
+    class ProxyServer(asyncio.Server):
+        """An ``asyncio.Server`` with the counters of its connections (for annotations)."""
+
+        proxy_stats: ProxyStats
+else:
+    #: For annotations: the ``asyncio.Server`` that :func:`create_server` and
+    #: :func:`start_server` return, whose ``proxy_stats`` is the :class:`ProxyStats`
+    #: of its connections. At run time the server is the event loop's own class.
+    ProxyServer = asyncio.Server
 
 _STREAM_LIMIT = 2**16  # asyncio.streams' default buffer limit
 
@@ -88,7 +100,7 @@ async def create_server(
     ssl_handshake_timeout: float | None = None,
     stats: ProxyStats | None = None,
     **kwargs: Any,
-) -> asyncio.Server:
+) -> ProxyServer:
     """``loop.create_server`` with the PROXY layer in front of ``protocol_factory``.
 
     The arguments are those of :func:`wrap_protocol_factory`; ``host``, ``port`` and
@@ -104,8 +116,9 @@ async def create_server(
         timeout=timeout, max_size=max_size, ssl=ssl,
         ssl_handshake_timeout=ssl_handshake_timeout, stats=stats)
     server = await asyncio.get_running_loop().create_server(factory, host, port, **kwargs)
-    server.proxy_stats = factory.stats  # type: ignore[attr-defined]
-    return server
+    proxy_server = cast(ProxyServer, server)
+    proxy_server.proxy_stats = factory.stats
+    return proxy_server
 
 
 async def start_server(
@@ -116,7 +129,7 @@ async def start_server(
     trusted: Trusted,
     limit: int = _STREAM_LIMIT,
     **kwargs: Any,
-) -> asyncio.Server:
+) -> ProxyServer:
     """``asyncio.start_server`` for connections that start with a PROXY header.
 
     ``client_connected_cb(reader, writer)`` is called only for accepted connections,
