@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import struct
+import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import NamedTuple, Optional, Union
 
@@ -742,12 +743,14 @@ def case_id(case: Union[Valid, Invalid]) -> str:
 @contextlib.contextmanager
 def reader_using(parse: Parse) -> Iterator[None]:
     """Make :class:`HeaderReader` call ``parse`` (one implementation) for the duration."""
-    saved = _impl.parse
+    saved = _impl.parse, _impl.parse_or_needed
     _impl.parse = parse
+    # the readers call parse_or_needed: the same implementation's
+    _impl.parse_or_needed = sys.modules[parse.__module__].parse_or_needed  # type: ignore[attr-defined]
     try:
         yield
     finally:
-        _impl.parse = saved
+        _impl.parse, _impl.parse_or_needed = saved
 
 
 def _check_prefixes(parse: Parse, data: bytes, total: int) -> None:

@@ -13,14 +13,8 @@ from collections.abc import Iterable
 from typing import Any, Optional, Union
 
 from . import _impl
-from ._errors import (
-    HeaderTooLarge,
-    IncompleteHeader,
-    InvalidHeader,
-    NoProxyHeader,
-)
+from ._errors import REFUSALS
 from ._header import ProxyHeader
-from ._policy import PolicyViolation, UntrustedPeer
 
 __all__ = [
     "ProxyStats",
@@ -74,22 +68,17 @@ class ProxyStats:
 
 
 def refusal_reason(exc: BaseException) -> str:
-    """The :class:`ProxyStats` reason for an exception that refused a connection."""
-    if isinstance(exc, UntrustedPeer):
-        return "untrusted"
-    if isinstance(exc, NoProxyHeader):
-        return "no_header"
-    if isinstance(exc, HeaderTooLarge):
-        return "too_large"
-    if isinstance(exc, InvalidHeader):
-        return "invalid"
-    if isinstance(exc, PolicyViolation):
-        return "rejected"
-    if isinstance(exc, IncompleteHeader):
-        return "eof"
+    """The :class:`ProxyStats` reason for an exception that refused a connection.
+
+    proxyproto's own exceptions carry it (``exc.reason``, see :mod:`proxyproto._errors`);
+    a foreign ``TimeoutError`` is ``"timeout"``, another ``OSError`` (reset, broken
+    pipe... while reading the header) ``"eof"``, anything else ``"error"``.
+    """
+    if isinstance(exc, REFUSALS):
+        return exc.reason  # type: ignore[attr-defined, no-any-return]
     if isinstance(exc, TimeoutError):
         return "timeout"
-    if isinstance(exc, OSError):  # reset, broken pipe... while reading the header
+    if isinstance(exc, OSError):
         return "eof"
     return "error"
 

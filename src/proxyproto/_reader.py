@@ -1,19 +1,39 @@
-"""An incremental, sans-IO reader for stream transports (TCP, UNIX streams)."""
+"""An incremental, sans-IO reader for stream transports (TCP, UNIX streams).
+
+:func:`scan` is the one look at the bytes that every reader and adapter makes: it calls
+the implementation's non-raising ``parse_or_needed`` (one parse per implementation, no
+exception for a partial header), except for a v1 line still missing its LF, which is
+not validated at all before its LF (or its 107th byte) is there: a cheap ``find``
+instead of a parse per chunk.
+"""
 
 from __future__ import annotations
 
 from typing import Optional, Union
 
 from . import _impl
-from ._errors import IncompleteHeader, ProxyProtocolError
+from ._errors import ProxyProtocolError
+from ._fallback import V1_MAX_LENGTH
 from ._header import ProxyHeader
 
-__all__ = ["DEFAULT_MAX_SIZE", "FIRST_NEEDED", "HeaderReader", "check_max_size"]
+__all__ = [
+    "DEFAULT_MAX_SIZE",
+    "FIRST_NEEDED",
+    "HeaderReader",
+    "check_max_size",
+    "exact_needed",
+    "partial_v1_line",
+    "scan",
+]
+
+Buffer = Union[bytes, bytearray, memoryview]
 
 #: The default cap for headers read from the network (like nginx's and go-proxyproto's).
 DEFAULT_MAX_SIZE = 4096
 #: What a reader needs before anything arrived: the shortest header is "PROXY UNKNOWN\r\n".
 FIRST_NEEDED = 15
+_V1_START = b"PROXY "  # every v1 line starts so; b"PROXY" + anything else is invalid
+_V2_FIXED = 16
 
 
 def check_max_size(max_size: int) -> None:
@@ -27,6 +47,48 @@ def check_max_size(max_size: int) -> None:
         raise TypeError(f"max_size must be an int, not {type(max_size).__name__}")
     if max_size < 16:
         raise ValueError(f"max_size must be at least 16, not {max_size}")
+
+
+def partial_v1_line(data: Buffer) -> bool:
+    """``True`` for the start of a v1 line whose LF (and 107th byte) has not arrived yet."""
+    size = len(data)
+    if size < 6 or size >= V1_MAX_LENGTH or data[0] != 0x50:  # "P"
+        return False
+    head = bytes(data) if type(data) is memoryview else data
+    return head.startswith(_V1_START) and head.find(b"\n") < 0
+
+
+def scan(data: Buffer, max_size: int, *, final: bool = False) -> Union[ProxyHeader, int]:
+    """The header at the start of ``data``, or how many more bytes are needed (at least 1).
+
+    A v1 line is not validated before its LF or its 107th byte arrived (unless
+    ``final``: no more bytes will come): the figure returned for it is then only a lower
+    bound (``15 - len(data)``, at least 1), where ``parse`` would give the exact minimum
+    (see :func:`exact_needed`).
+
+    Raises:
+        NoProxyHeader, InvalidHeader: as :func:`proxyproto.parse`.
+    """
+    size = len(data)
+    if not size:
+        return FIRST_NEEDED
+    if not final and partial_v1_line(data):
+        return max(FIRST_NEEDED - size, 1)
+    return _impl.parse_or_needed(data, max_size=max_size)
+
+
+def exact_needed(data: Buffer, max_size: int) -> int:
+    """The exact minimum completion of a partial header, as ``parse`` computes it.
+
+    For a partial v1 line that :func:`scan` left unvalidated: one parse, made only when
+    someone asks (a reader's ``needed``). A prefix that can no longer be valid gives the
+    lower bound; the refusal itself comes with the next chunk, the LF or the end.
+    """
+    try:
+        result = _impl.parse_or_needed(data, max_size=max_size)
+    except ProxyProtocolError:
+        return max(FIRST_NEEDED - len(data), 1)
+    return result if type(result) is int else 0
 
 
 class HeaderReader:
@@ -46,11 +108,17 @@ class HeaderReader:
     I/O code can read at most :attr:`needed` bytes at a time to never read past the
     header.
 
+    A partial header costs no exception, and a v2 header is parsed when its fixed part,
+    then when all of it is there. A v1 line is parsed with every chunk, so that a
+    malformed one is refused at its first bad byte ([SPEC §2] A-1) and :attr:`needed` is
+    exact; the adapters' :class:`~proxyproto.PolicyReader` judges a v1 line at its LF
+    instead (see :func:`scan`).
+
     Args:
         max_size: the largest v2 header accepted (default 4096; at most 65551).
     """
 
-    __slots__ = ("_buffer", "_header", "_max_size", "_needed", "_trailing")
+    __slots__ = ("_buffer", "_header", "_max_size", "_needed", "_ready", "_trailing")
 
     def __init__(self, *, max_size: int = DEFAULT_MAX_SIZE) -> None:
         check_max_size(max_size)
@@ -59,6 +127,7 @@ class HeaderReader:
         self._header: Optional[ProxyHeader] = None
         self._trailing = b""
         self._needed = FIRST_NEEDED
+        self._ready = 0  # no decision is possible before this many bytes (v2 body)
 
     @property
     def max_size(self) -> int:
@@ -96,7 +165,7 @@ class HeaderReader:
         """The bytes that followed the header in the chunks fed so far (application data)."""
         return self._trailing
 
-    def feed(self, data: Union[bytes, bytearray, memoryview]) -> Optional[ProxyHeader]:
+    def feed(self, data: Buffer) -> Optional[ProxyHeader]:
         """Add received bytes; return the header once it is complete, else ``None``.
 
         Raises:
@@ -106,24 +175,31 @@ class HeaderReader:
         """
         if self._header is not None:
             raise RuntimeError("the header is complete; pass further data to the application")
-        if self._buffer:
-            self._buffer += data
-            chunk: Union[bytes, bytearray, memoryview] = self._buffer
+        buffer = self._buffer
+        if buffer:
+            buffer += data
+            if len(buffer) < self._ready:
+                self._needed = self._ready - len(buffer)
+                return None
+            chunk: Buffer = buffer
         else:
             chunk = data
         try:
-            header = _impl.parse(chunk, max_size=self._max_size)
-        except IncompleteHeader as incomplete:
-            if chunk is data:
-                self._buffer += data
-            self._needed = incomplete.needed
-            return None
+            result = _impl.parse_or_needed(chunk, max_size=self._max_size)
         except ProxyProtocolError:
             if chunk is data:  # keep what was fed, for callers whose policy allows no header
-                self._buffer += data
+                buffer += data
             raise
-        self._header = header
-        self._trailing = bytes(chunk[header.length :])
+        if type(result) is int:
+            if chunk is data:
+                buffer += data
+            self._needed = result
+            if len(buffer) >= _V2_FIXED and buffer[0] == 0x0D:  # exact: wait for all of it
+                self._ready = len(buffer) + result
+            return None
+        assert isinstance(result, ProxyHeader)
+        self._header = result
+        self._trailing = bytes(chunk[result.length :])
         self._buffer = bytearray()
         self._needed = 0
-        return header
+        return result

@@ -11,43 +11,34 @@ then go to :mod:`ssl`, :mod:`http.server` or anything else unchanged. The policy
 helpers (:func:`handle_connection`, :class:`ProxyProtocolMixIn`, :func:`recv_datagram`)
 decide from the peer address before reading anything: by default a trusted peer must
 send a header (``REQUIRE``) and any other peer is disconnected before a byte is read.
+They take their settings either as keywords or as one :class:`proxyproto.policy.ProxyOptions`
+(``options=``), checked by the same rules as the asyncio adapters'.
 
-Everything here is a thin layer over the sans-IO core (:class:`proxyproto.PolicyReader`
-via :mod:`proxyproto._policy`): no parsing happens in this module.
+Everything here is a thin layer over the sans-IO core (the connection-start machine,
+:func:`proxyproto.policy.decide_start`): no parsing happens in this module.
 """
 
 from __future__ import annotations
 
-import logging
 import socket
-import threading
 import time
 from collections.abc import Iterable
-from typing import Any, Callable, NamedTuple, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 from ._adapters import (
     ProxyStats,
     checked_header_bytes,
     encode_for_addresses,
-    refusal_reason,
     show_address,
 )
-from ._errors import NoProxyHeader, ProxyProtocolError
+from ._blocking_server import ProxyInfo, ProxyProtocolMixIn
+from ._connection import Decided, Refused, decide_start
+from ._errors import HeaderTimeout, MissingHeader, NoProxyHeader, ProxyProtocolError, UntrustedPeer
 from ._fallback import V1_MAX_LENGTH
 from ._header import ProxyHeader
-from ._policy import (
-    DEFAULT_TIMEOUT,
-    ConnectionPolicy,
-    Policy,
-    PolicyReader,
-    TrustedProxies,
-    UntrustedPeer,
-    accept_datagram,
-    check_untrusted_policy,
-    decide_policy,
-    resolve_addresses,
-)
-from ._reader import DEFAULT_MAX_SIZE
+from ._options import UNSET, ProxyOptions, TrustedArg, check_timeout, options_from
+from ._policy import DEFAULT_TIMEOUT, ConnectionPolicy, Policy, resolve_addresses
+from ._reader import DEFAULT_MAX_SIZE, check_max_size
 
 __all__ = [
     "ProxyInfo",
@@ -55,6 +46,7 @@ __all__ = [
     "ProxyStats",
     "connect",
     "handle_connection",
+    "header_for",
     "header_from_socket",
     "read_header",
     "recv_datagram",
@@ -62,25 +54,24 @@ __all__ = [
     "send_datagram",
 ]
 
-logger = logging.getLogger("proxyproto.blocking")
-
 #: What :func:`connect` and :func:`send_datagram` accept as a header.
 HeaderSource = Union[bytes, bytearray, memoryview, ProxyHeader]
-TrustedArg = Union[TrustedProxies, Iterable[str]]
 
-_UNSET: Any = object()  # a keyword argument not given (None is a meaningful value)
+_NOTHING = Decided(None, None, 0)
 
 # ---------------------------------------------------------------------------------------
 # Reading a header from a stream socket
 #
 # Read strategy: peek, then consume exactly.
 #
-# Each round peeks (MSG_PEEK) at what the kernel holds, up to the size cap, and lets a
-# fresh PolicyReader judge the bytes consumed so far plus the peeked ones:
-# * header complete: recv exactly the rest of it (header.length - consumed), never more;
-# * no header (an optional-header policy): consume nothing; the bytes stay in the kernel
-#   for the application, so the socket is handed over truly unchanged;
-# * incomplete: every peeked byte is part of the header, so consume them all and wait;
+# Each round peeks (MSG_PEEK) at what the kernel holds, up to the size cap, and asks the
+# connection-start machine (decide_start) about the bytes consumed so far plus the
+# peeked ones:
+# * decided with a header: recv exactly the rest of it (header.length - consumed);
+# * decided without one (an optional-header policy): consume nothing; the bytes stay in
+#   the kernel for the application, so the socket is handed over truly unchanged;
+# * need more: every peeked byte is part of the header (or of a line refused at its LF),
+#   so consume them all and wait;
 # * refused: raise, the caller drops the connection.
 # Against exact recv(needed) loops, which also never over-read: those consume bytes before
 # knowing whether they are a header, and bytes read from a socket cannot be put back,
@@ -99,23 +90,17 @@ class _Deadline:
     __slots__ = ("_end",)
 
     def __init__(self, timeout: Optional[float]) -> None:
-        if timeout is not None:
-            if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-                raise TypeError(f"timeout must be a number or None, not {type(timeout).__name__}")
-            if not timeout > 0:
-                raise ValueError(f"timeout must be positive, not {timeout!r}")
-        self._end: Optional[float] = None  # None or infinity: no deadline
-        if timeout is not None and timeout != float("inf"):
-            self._end = time.monotonic() + timeout
+        timeout = check_timeout(timeout)
+        self._end = None if timeout is None else time.monotonic() + timeout
 
     def arm(self, sock: socket.socket) -> None:
-        """Set the socket's timeout to what is left; raise ``TimeoutError`` when none is."""
+        """Set the socket's timeout to what is left; raise ``HeaderTimeout`` when none is."""
         if self._end is None:
             sock.settimeout(None)
             return
         left = self._end - time.monotonic()
         if left <= 0:
-            raise TimeoutError("timed out waiting for the PROXY header")
+            raise HeaderTimeout("timed out waiting for the PROXY header")
         sock.settimeout(left)
 
 
@@ -124,20 +109,25 @@ def _recv(sock: socket.socket, size: int, flags: int, deadline: _Deadline) -> by
     try:
         return sock.recv(size, flags)
     except socket.timeout as exc:  # an alias of TimeoutError only since Python 3.10
-        raise TimeoutError("timed out waiting for the PROXY header") from exc
+        raise HeaderTimeout("timed out waiting for the PROXY header") from exc
 
 
-def _read_per_policy(
+def read_start(
     sock: socket.socket, policy: Policy, timeout: Optional[float], max_size: int
-) -> PolicyReader:
-    """Read the connection's first bytes under ``policy``; return the decided reader.
+) -> Decided:
+    """Read a stream connection's first bytes under ``policy``, peeking, and decide.
 
-    Raises whatever :class:`PolicyReader` raises, ``TimeoutError`` or ``OSError``.
+    The socket's previous timeout is restored. On return the socket holds exactly the
+    application's bytes.
+
+    Raises:
+        ProxyProtocolError: refused (its ``reason`` says why).
+        HeaderTimeout: no decision within ``timeout``.
+        OSError: the connection failed.
     """
+    if policy is Policy.SKIP:
+        return _NOTHING
     deadline = _Deadline(timeout)
-    reader = PolicyReader(policy, max_size=max_size)
-    if reader.done:  # SKIP: nothing is looked for, nothing is read
-        return reader
     cap = max(max_size, V1_MAX_LENGTH)  # v1 lines are capped at 107 bytes whatever max_size
     consumed = b""
     previous = sock.gettimeout()
@@ -145,39 +135,39 @@ def _read_per_policy(
         while True:
             try:
                 peeked = _recv(sock, cap - len(consumed), socket.MSG_PEEK, deadline)
-            except TimeoutError:
-                _finish(reader, timed_out=True)
-                return reader
+            except HeaderTimeout as timed_out:
+                return _final(policy, consumed, max_size, timed_out)
             if not peeked:  # EOF
-                _finish(reader, timed_out=False)
-                return reader
-            # A fresh reader judges consumed + peeked; after an incomplete round it holds
-            # exactly the consumed bytes, which is what _finish() needs.
-            reader = PolicyReader(policy, max_size=max_size)
-            if reader.feed(consumed + peeked):
+                return _final(policy, consumed, max_size, None)
+            result = decide_start(policy, consumed + peeked, max_size)
+            if type(result) is Decided:
                 break
-            # Incomplete: every peeked byte belongs to the header.
+            if type(result) is Refused:
+                raise result.error
+            # Need: every peeked byte belongs to the header.
             consumed += _recv_exactly(sock, len(peeked), deadline)
-        received = reader.received
+        received = result.received
         if received is not None:
             consumed += _recv_exactly(sock, received.length - len(consumed), deadline)
         elif consumed:
             # The application's first bytes were consumed and cannot be put back.
             raise _lost_bytes(consumed)
-        return reader
+        return result
     finally:
         sock.settimeout(previous)
 
 
-def _finish(reader: PolicyReader, *, timed_out: bool) -> None:
-    """No more bytes (EOF or deadline): let the reader, which holds exactly the bytes
-    consumed, decide on them; a timed-out refusal becomes ``TimeoutError``."""
-    try:
-        reader.finish()
-    except ProxyProtocolError as exc:
-        if timed_out:
-            raise TimeoutError("timed out waiting for the PROXY header") from exc
-        raise
+def _final(policy: Policy, consumed: bytes, max_size: int,
+           timed_out: Optional[HeaderTimeout]) -> Decided:
+    """No more bytes (EOF or deadline): decide on the bytes consumed; a timed-out
+    refusal becomes the ``HeaderTimeout``."""
+    result = decide_start(policy, consumed, max_size, final=True)
+    if type(result) is Refused:
+        if timed_out is not None:
+            raise timed_out from result.error
+        raise result.error
+    assert type(result) is Decided
+    return result
 
 
 def _recv_exactly(sock: socket.socket, size: int, deadline: _Deadline) -> bytes:
@@ -222,31 +212,32 @@ def read_header(
         ``None``: use the socket's own).
 
     Raises:
-        NoProxyHeader: the connection does not start with a PROXY header.
+        NoProxyHeader: the connection does not start with a PROXY header
+            (``MissingHeader``, a subclass).
         InvalidHeader: a malformed header (``HeaderTooLarge`` over ``max_size``).
         IncompleteHeader: the peer closed the connection before the header was complete.
-        TimeoutError: the header was not complete within ``timeout``.
+        TimeoutError: the header was not complete within ``timeout`` (``HeaderTimeout``).
         OSError: the connection failed (``ConnectionResetError``...).
+        TypeError, ValueError: a bad ``timeout`` or ``max_size`` (the
+            :class:`~proxyproto.policy.ProxyOptions` rules).
     """
-    reader = _read_per_policy(sock, Policy.REQUIRE, timeout, max_size)
-    header = reader.received
+    check_max_size(max_size)
+    header = read_start(sock, Policy.REQUIRE, timeout, max_size).received
     if header is None:  # REQUIRE never decides without a header; stay defensive
-        raise NoProxyHeader("a PROXY header is required, none was read")
+        raise MissingHeader("a PROXY header is required, none was read")
     return header
 
 
-def _decide(
-    sock: socket.socket,
-    peer: object,
-    local: object,
-    trusted: TrustedProxies,
-    policy: ConnectionPolicy,
-    untrusted_policy: Optional[Policy],
-) -> Policy:
-    if local is None and callable(policy):
+def decide(sock: socket.socket, peer: object, local: object, options: ProxyOptions) -> Policy:
+    """The policy for a new connection (``local`` looked up only for a callable policy).
+
+    Raises:
+        UntrustedPeer: no policy applies to the peer.
+        PolicyError: the policy callable failed.
+    """
+    if local is None and callable(options.policy):
         local = sock.getsockname()
-    chosen = decide_policy(peer, local, trusted=trusted, policy=policy,
-                           untrusted_policy=untrusted_policy)
+    chosen = options.decide(peer, local)
     if chosen is None:
         raise UntrustedPeer(f"peer {show_address(peer)} is not trusted: closed before reading")
     return chosen
@@ -256,12 +247,14 @@ def handle_connection(
     sock: socket.socket,
     peer: object = None,
     *,
-    trusted: TrustedArg,
-    policy: ConnectionPolicy = Policy.REQUIRE,
-    untrusted_policy: Optional[Policy] = None,
-    timeout: Optional[float] = DEFAULT_TIMEOUT,
-    max_size: int = DEFAULT_MAX_SIZE,
+    trusted: TrustedArg = UNSET,
+    policy: ConnectionPolicy = UNSET,
+    untrusted_policy: Optional[Policy] = UNSET,
+    timeout: Optional[float] = UNSET,
+    max_size: int = UNSET,
+    trust_unix_peers: bool = UNSET,
     local: object = None,
+    options: Optional[ProxyOptions] = None,
 ) -> Optional[ProxyHeader]:
     """Apply the trust policy to a freshly accepted connection and read what it allows.
 
@@ -274,13 +267,18 @@ def handle_connection(
         peer: its peer address as ``accept()`` returned it (default: ``getpeername()``).
         trusted: the networks allowed to send a header (a :class:`TrustedProxies` or
             CIDR strings).
-        policy: the policy for trusted peers, or a callable ``(peer, local) -> Policy``.
+        policy: the policy for trusted peers (default ``REQUIRE``), or a callable
+            ``(peer, local) -> Policy``.
         untrusted_policy: the policy for other peers (``SKIP``, ``IGNORE`` or
             ``REJECT``); ``None``, the default, closes without reading.
-        timeout: the deadline for the whole header, in seconds.
-        max_size: the largest v2 header accepted.
+        timeout: the deadline for the whole header, in seconds (default 5; ``None``:
+            none).
+        max_size: the largest v2 header accepted (default 4096).
+        trust_unix_peers: treat UNIX-socket peers as trusted (default ``False``).
         local: the socket's own address, for a callable policy (default:
             ``getsockname()``, only when needed).
+        options: all of the above but ``local`` as one
+            :class:`~proxyproto.policy.ProxyOptions`, instead of the keywords.
 
     Returns:
         The header whose addresses apply, or ``None``: use the socket's own addresses
@@ -289,204 +287,22 @@ def handle_connection(
 
     Raises:
         UntrustedPeer: the peer is not trusted and no policy applies (nothing was read).
-        PolicyViolation: a header under ``REJECT``.
-        NoProxyHeader: no header under ``REQUIRE``.
+        HeaderRejected: a header under ``REJECT`` (a ``PolicyViolation``).
+        MissingHeader: no header under ``REQUIRE`` (a ``NoProxyHeader``).
         InvalidHeader, IncompleteHeader: a malformed or truncated header.
-        TimeoutError: no decision within ``timeout``.
+        PolicyError: the policy callable failed.
+        TimeoutError: no decision within ``timeout`` (``HeaderTimeout``).
         OSError: the connection failed.
-        ValueError: ``untrusted_policy`` is ``USE`` or ``REQUIRE``.
+        TypeError, ValueError: bad options (``untrusted_policy`` ``USE`` or
+            ``REQUIRE`` included).
     """
-    check_untrusted_policy(untrusted_policy)
+    opts = options_from(options, trusted=trusted, policy=policy,
+                        untrusted_policy=untrusted_policy, timeout=timeout,
+                        max_size=max_size, trust_unix_peers=trust_unix_peers)
     if peer is None:
         peer = sock.getpeername()
-    chosen = _decide(sock, peer, local, TrustedProxies.coerce(trusted), policy, untrusted_policy)
-    return _read_per_policy(sock, chosen, timeout, max_size).header
-
-
-# ---------------------------------------------------------------------------------------
-# socketserver
-
-
-class ProxyInfo(NamedTuple):
-    """What :class:`ProxyProtocolMixIn` learnt about one connection."""
-
-    header: Optional[ProxyHeader]  #: the header honoured (``None``: the socket's addresses)
-    received: Optional[ProxyHeader]  #: the header read, even if discarded (``IGNORE``)
-    client: Any  #: the original client (the header's source, else the socket's peer)
-    destination: Any  #: the original destination (else the socket's own address)
-
-
-class ProxyProtocolMixIn:
-    """A :mod:`socketserver` mix-in: ``client_address`` becomes the original client.
-
-    Put it first::
-
-        class Server(ProxyProtocolMixIn, http.server.ThreadingHTTPServer):
-            pass
-
-        server = Server(("127.0.0.1", 8080), Handler, trusted=["10.0.0.0/8"])
-
-    Works with ``TCPServer``, ``ThreadingTCPServer``, ``ThreadingHTTPServer`` and the
-    other stream servers. An untrusted peer is closed in ``verify_request``, before a
-    byte is read; the header itself is read in ``finish_request``, so under a threading
-    server a slow peer holds only its own thread (a plain ``TCPServer`` serves one
-    connection at a time, header included). Every refusal is counted in
-    :attr:`proxy_stats` (a :class:`ProxyStats`, the class the asyncio servers use, with
-    the same reasons), logged by :meth:`handle_proxy_refusal` and never stops the
-    server.
-
-    The handler gets ``client_address`` (the header's source, else the socket's peer)
-    and the attributes ``proxy_header`` (the header honoured, or ``None``),
-    ``proxy_header_received`` (the header read, even when ``IGNORE`` discarded it) and
-    ``proxy_destination`` (the header's destination, else the socket's own address).
-    A handler built by a factory rather than a class (``functools.partial``) can ask
-    ``self.server.proxy_info(self.request)`` for the same, as a :class:`ProxyInfo`.
-
-    Each keyword argument can also be set as a class attribute with a ``proxy_`` prefix
-    (``proxy_trusted``, ``proxy_policy``...); the other arguments go to the server class.
-
-    Args:
-        trusted: the networks allowed to send a header (required).
-        policy: the policy for trusted peers, or a callable ``(peer, local) -> Policy``
-            (default ``REQUIRE``).
-        untrusted_policy: the policy for other peers (default ``None``: close them).
-        header_timeout: the deadline for the header, in seconds (default 5).
-        max_size: the largest v2 header accepted (default 4096).
-    """
-
-    proxy_trusted: Optional[TrustedArg] = None
-    proxy_policy: ConnectionPolicy = Policy.REQUIRE
-    proxy_untrusted_policy: Optional[Policy] = None
-    proxy_header_timeout: Optional[float] = DEFAULT_TIMEOUT
-    proxy_max_size: int = DEFAULT_MAX_SIZE
-
-    #: Accepted and refused connections, refusals by reason, headers being read.
-    proxy_stats: ProxyStats
-
-    def __init__(
-        self,
-        *args: Any,
-        trusted: TrustedArg = _UNSET,
-        policy: ConnectionPolicy = _UNSET,
-        untrusted_policy: Optional[Policy] = _UNSET,
-        header_timeout: Optional[float] = _UNSET,
-        max_size: int = _UNSET,
-        **kwargs: Any,
-    ) -> None:
-        if trusted is not _UNSET:
-            self.proxy_trusted = trusted
-        if self.proxy_trusted is None:
-            raise TypeError("ProxyProtocolMixIn needs trusted= (the proxies' networks)")
-        self.proxy_trusted = TrustedProxies.coerce(self.proxy_trusted)
-        if policy is not _UNSET:
-            self.proxy_policy = policy
-        if untrusted_policy is not _UNSET:
-            self.proxy_untrusted_policy = untrusted_policy
-        check_untrusted_policy(self.proxy_untrusted_policy)
-        if header_timeout is not _UNSET:
-            self.proxy_header_timeout = header_timeout
-        _Deadline(self.proxy_header_timeout)  # validate now rather than per connection
-        if max_size is not _UNSET:
-            self.proxy_max_size = max_size
-        PolicyReader(Policy.REQUIRE, max_size=self.proxy_max_size)  # validate max_size
-        self.proxy_stats = ProxyStats()
-        self._proxy_lock = threading.Lock()
-        self._proxy_policies: dict[object, Policy] = {}
-        self._proxy_infos: dict[object, ProxyInfo] = {}
-        super().__init__(*args, **kwargs)
-
-    # -- hooks of socketserver.BaseServer ------------------------------------------------
-
-    def verify_request(self, request: Any, client_address: Any) -> bool:
-        """Choose the policy from the addresses; close untrusted peers before reading."""
-        try:
-            chosen = _decide(request, client_address, None, self._proxy_trusted(),
-                             self.proxy_policy, self.proxy_untrusted_policy)
-        except Exception as exc:  # untrusted, a vanished peer, or a policy callable failed
-            self._proxy_refuse(request, client_address, exc)
-            return False
-        self._proxy_policies[request] = chosen
-        verify: Callable[[Any, Any], bool] = super().verify_request  # type: ignore[misc]
-        return verify(request, client_address)
-
-    def finish_request(self, request: Any, client_address: Any) -> None:
-        """Read the header under the chosen policy, then run the handler (or refuse)."""
-        chosen = self._proxy_policies.pop(request, None)
-        stats = self.proxy_stats
-        with self._proxy_lock:
-            stats.pending += 1
-        try:
-            if chosen is None:  # a server loop that skipped verify_request
-                chosen = _decide(request, client_address, None, self._proxy_trusted(),
-                                 self.proxy_policy, self.proxy_untrusted_policy)
-            reader = _read_per_policy(request, chosen, self.proxy_header_timeout,
-                                      self.proxy_max_size)
-            header, received = reader.header, reader.received
-            local = request.getsockname()
-        except (ProxyProtocolError, OSError) as exc:  # TimeoutError is an OSError
-            self._proxy_refuse(request, client_address, exc)
-            return
-        finally:
-            with self._proxy_lock:
-                stats.pending -= 1
-        client, destination = resolve_addresses(header, client_address, local)
-        with self._proxy_lock:
-            stats.accepted += 1
-        info = self._proxy_infos[request] = ProxyInfo(header, received, client, destination)
-        factory: Any = self.RequestHandlerClass  # type: ignore[attr-defined]
-        if isinstance(factory, type):
-            # Build the handler as type.__call__ would, with the attributes set before
-            # __init__ runs setup()/handle()/finish().
-            cls: Any = factory
-            handler = cls.__new__(cls, request, client, self)
-            if isinstance(handler, cls):
-                handler.proxy_header = info.header
-                handler.proxy_header_received = info.received
-                handler.proxy_destination = info.destination
-                handler.__init__(request, client, self)
-            return
-        factory(request, client, self)
-
-    def close_request(self, request: Any) -> None:
-        """Forget the connection's proxy state, then close it."""
-        self._proxy_policies.pop(request, None)
-        self._proxy_infos.pop(request, None)
-        close: Callable[[Any], None] = super().close_request  # type: ignore[misc]
-        close(request)
-
-    # -- the mix-in's own API ------------------------------------------------------------
-
-    def proxy_info(self, request: Any) -> ProxyInfo:
-        """What was learnt about a connection being handled.
-
-        Raises:
-            KeyError: ``request`` is not a connection being handled.
-        """
-        return self._proxy_infos[request]
-
-    def handle_proxy_refusal(self, request: Any, client_address: Any,
-                             exc: BaseException) -> None:
-        """Called for every refused connection (already counted); logs it. Override at will.
-
-        The connection is closed afterwards by the server.
-        """
-        reason = refusal_reason(exc)
-        if reason == "error":  # not the peer's doing: a bug, e.g. in a policy callable
-            logger.error("refused connection from %s: %r", show_address(client_address), exc,
-                         exc_info=exc)
-            return
-        logger.info("refused connection from %s: %s (%s)", show_address(client_address),
-                    reason, exc)
-
-    def _proxy_trusted(self) -> TrustedProxies:
-        trusted = self.proxy_trusted
-        assert isinstance(trusted, TrustedProxies)
-        return trusted
-
-    def _proxy_refuse(self, request: Any, client_address: Any, exc: BaseException) -> None:
-        with self._proxy_lock:
-            self.proxy_stats.refused[refusal_reason(exc)] += 1
-        self.handle_proxy_refusal(request, client_address, exc)
+    chosen = decide(sock, peer, local, opts)
+    return read_start(sock, chosen, opts.timeout, opts.max_size).header
 
 
 # ---------------------------------------------------------------------------------------
@@ -525,6 +341,11 @@ def header_from_socket(
         source, destination = sock.getsockname(), sock.getpeername()
     return encode_for_addresses(source, destination, version=version, transport=sock.type,
                                 tlvs=tlvs, crc32c=crc32c)
+
+
+#: The same as :func:`header_from_socket`, under the name :mod:`proxyproto.aio` uses
+#: (``aio.header_for(transport)``): one name for both adapters.
+header_for = header_from_socket
 
 
 def connect(
@@ -571,42 +392,55 @@ def connect(
 # Datagrams (one header per datagram, R-9)
 
 
+# ---------------------------------------------------------------------------------------
+# Datagrams (one header per datagram, R-9)
+
+
 def recv_datagram(
     sock: socket.socket,
     bufsize: int = 65535,
     *,
-    trusted: TrustedArg,
-    policy: ConnectionPolicy = Policy.REQUIRE,
-    untrusted_policy: Optional[Policy] = None,
-    max_size: int = DEFAULT_MAX_SIZE,
+    trusted: TrustedArg = UNSET,
+    policy: ConnectionPolicy = UNSET,
+    untrusted_policy: Optional[Policy] = UNSET,
+    max_size: int = UNSET,
+    trust_unix_peers: bool = UNSET,
+    options: Optional[ProxyOptions] = None,
 ) -> tuple[Optional[ProxyHeader], bytes, Any]:
     """Receive one datagram and apply the trust rules to it, on its own ([SPEC §2] R-9).
 
-    Each datagram is parsed independently: nothing is remembered per sender.
+    Each datagram is parsed independently: nothing is remembered per sender. Every
+    refusal is a :class:`~proxyproto.ProxyProtocolError` whose ``reason`` is what the
+    asyncio datagram endpoint counts, a failing policy callable included
+    (``PolicyError``, reason ``"error"``): drop the datagram and receive the next.
 
     Args:
         sock: a bound UDP (or UNIX datagram) socket.
         bufsize: the largest datagram expected (a longer one is truncated by the kernel).
-        trusted, policy, untrusted_policy: as for :func:`handle_connection`.
+        trusted, policy, untrusted_policy, trust_unix_peers: as for
+            :func:`handle_connection`.
         max_size: the largest v2 header accepted.
+        options: the settings as one :class:`~proxyproto.policy.ProxyOptions` (its
+            ``timeout`` is not used: a datagram is whole).
 
     Returns:
         ``(header, payload, peer)``: the header whose addresses apply (``None``: the
         datagram's own), the bytes after the header, and the real sender (where replies
-        go: the proxy).
+        go: the proxy). Under an optional policy a datagram that is no header (``b"P"``,
+        ``b"PROXY"``...) is all payload.
 
     Raises:
-        UntrustedPeer, PolicyViolation, NoProxyHeader, InvalidHeader: the datagram was
-            refused (drop it and receive the next one).
+        ProxyProtocolError: the datagram was refused: ``UntrustedPeer``,
+            ``HeaderRejected``, ``MissingHeader``, ``InvalidHeader``, ``PolicyError``.
         TimeoutError, OSError: from the socket.
+        TypeError, ValueError: bad options.
     """
-    check_untrusted_policy(untrusted_policy)
+    opts = options_from(options, trusted=trusted, policy=policy,
+                        untrusted_policy=untrusted_policy, max_size=max_size,
+                        trust_unix_peers=trust_unix_peers)
     data, peer = sock.recvfrom(bufsize)
-    local = sock.getsockname() if callable(policy) else None
-    header, payload = accept_datagram(
-        data, peer, local, trusted=TrustedProxies.coerce(trusted), policy=policy,
-        untrusted_policy=untrusted_policy, max_size=max_size,
-    )
+    local = sock.getsockname() if callable(opts.policy) else None
+    header, payload = opts.accept_datagram(data, peer, local)
     return header, payload, peer
 
 
