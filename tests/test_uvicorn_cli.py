@@ -190,3 +190,35 @@ def test_address_in_use_is_one_line_and_status_3(app_dir: Path) -> None:
     assert status == 3
     output = (app_dir / "output").read_bytes()
     assert b"address already in use" in output and b"Traceback" not in output
+
+
+@pytest.mark.parametrize("trust_unix_peers", [False, True])
+def test_unix_socket_listener_needs_the_opt_in(app_dir: Path, trust_unix_peers: bool) -> None:
+    path = app_dir / "app.sock"
+    flags = ["--trust-unix-peers"] if trust_unix_peers else []
+    with command(app_dir, "--uds", str(path), "--trusted", TRUSTED, *flags) as process:
+        for _ in range(200):
+            if path.exists():
+                break
+            time.sleep(0.1)
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(5)
+            sock.connect(str(path))
+            sock.sendall(encode_v2(SRC, DST) + REQUEST)
+            chunks = []
+            with contextlib.suppress(ConnectionError):
+                while chunk := sock.recv(65536):
+                    chunks.append(chunk)
+        process.send_signal(signal.SIGINT)
+        assert process.wait(20) == 0
+    answer = b"".join(chunks)
+    if trust_unix_peers:
+        assert body(answer) == {"client": list(SRC), "server": list(DST), "version": 2}
+    else:
+        assert answer == b""  # a UNIX peer has no address to check: refused by default
+    assert not path.exists()
+
+
+def test_trust_unix_peers_needs_uds(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_command(parse("whoapp:app", "--trusted", TRUSTED, "--trust-unix-peers")) == 2
+    assert capsys.readouterr().err == "proxyproto uvicorn: --trust-unix-peers needs --uds\n"

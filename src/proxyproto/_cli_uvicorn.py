@@ -39,6 +39,7 @@ examples:
   proxyproto uvicorn app:app --trusted 10.42.0.0/16 --host 0.0.0.0 --port 8000
   PROXYPROTO_TRUSTED=10.0.0.5,10.0.0.6 proxyproto uvicorn app:app --workers 4
   proxyproto uvicorn app:app --trusted 10.0.0.0/24 --ssl-certfile c.pem --ssl-keyfile k.pem
+  proxyproto uvicorn app:app --uds /run/app.sock --trust-unix-peers --trusted 127.0.0.1
   proxyproto uvicorn app:app --trusted 10.0.0.0/24 --forwarded-headers \\
       --forwarded-allow-ips 10.0.0.7      # an HTTP proxy behind the TCP one
 
@@ -101,6 +102,9 @@ def register(subparsers: Any) -> None:
     proxy.add_argument("--handshake-timeout", metavar="SECONDS", type=_positive,
                        help="for the TLS handshake after the header (default: the header "
                             "timeout)")
+    proxy.add_argument("--trust-unix-peers", action="store_true",
+                       help="with --uds: trust the UNIX-socket peers (nginx or HAProxy on "
+                            "this host); refused otherwise")
     proxy.add_argument("--bad-request", action="store_true",
                        help="answer a trusted peer's missing or bad header with 400")
     proxy.add_argument("--forwarded-headers", action="store_true",
@@ -155,7 +159,8 @@ def _layer_options(args: argparse.Namespace, trusted: list[str]) -> dict[str, An
     return {"trusted": trusted, "http": args.http, "policy": args.policy,
             "timeout": args.header_timeout, "handshake_timeout": args.handshake_timeout,
             "forwarded_headers": args.forwarded_headers, "bad_request": args.bad_request,
-            "certfile": args.ssl_certfile, "keyfile": args.ssl_keyfile}
+            "certfile": args.ssl_certfile, "keyfile": args.ssl_keyfile,
+            "trust_unix_peers": args.trust_unix_peers}
 
 
 def _http_protocol(options: dict[str, Any]) -> Any:
@@ -170,7 +175,8 @@ def _http_protocol(options: dict[str, Any]) -> Any:
         trusted=TrustedProxies(options["trusted"]), http=options["http"],
         policy=_POLICIES[options["policy"]], timeout=options["timeout"], ssl=context,
         ssl_handshake_timeout=options["handshake_timeout"],
-        forwarded_headers=options["forwarded_headers"], bad_request=options["bad_request"])
+        forwarded_headers=options["forwarded_headers"], bad_request=options["bad_request"],
+        trust_unix_peers=options["trust_unix_peers"])
 
 
 def __getattr__(name: str) -> Any:
@@ -195,6 +201,8 @@ def run(args: argparse.Namespace) -> int:
         return _fail(EXIT_USAGE, trusted)
     if bool(args.ssl_certfile) != bool(args.ssl_keyfile):
         return _fail(EXIT_USAGE, "--ssl-certfile and --ssl-keyfile go together")
+    if args.trust_unix_peers and not args.uds:
+        return _fail(EXIT_USAGE, "--trust-unix-peers needs --uds")
     if args.forwarded_allow_ips and not args.forwarded_headers:
         return _fail(EXIT_USAGE, "--forwarded-allow-ips needs --forwarded-headers")
     options = _layer_options(args, trusted)

@@ -6,12 +6,11 @@ import asyncio
 from typing import Any, Callable
 
 from .._adapters import ProxyStats
-from .._adapters import refusal_reason as _refusal_reason
 from .._adapters import show_address as _show
 from .._errors import ProxyProtocolError
-from .._policy import DEFAULT_TIMEOUT, ConnectionPolicy, Policy, accept_datagram, resolve_addresses
-from .._reader import DEFAULT_MAX_SIZE
-from ._layer import Trusted, _Config, logger
+from .._options import UNSET, ProxyOptions
+from .._policy import ConnectionPolicy, Policy, resolve_addresses
+from ._layer import Trusted, _Config, logger, make_config
 
 __all__ = ["ProxyDatagramLayer", "create_datagram_endpoint"]
 
@@ -44,15 +43,12 @@ class ProxyDatagramLayer(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: Any) -> None:
         config = self._config
         try:
-            header, payload = accept_datagram(
-                data, addr, self._local, trusted=config.trusted, policy=config.policy,
-                untrusted_policy=config.untrusted_policy, max_size=config.max_size)
+            header, payload = config.options.accept_datagram(data, addr, self._local)
         except ProxyProtocolError as exc:
-            self._drop(_refusal_reason(exc), addr, exc)
-            return
-        except Exception as exc:  # a policy callable that failed: drop, keep serving
-            logger.exception("policy callable failed for %s", _show(addr))
-            self._drop("error", addr, exc)
+            if exc.reason == "error":  # a policy callable that failed: drop, keep serving
+                logger.error("policy callable failed for %s", _show(addr),
+                             exc_info=exc.__cause__ or exc)
+            self._drop(exc.reason, addr, exc)
             return
         original: Any = resolve_addresses(header, addr, self._local)[0]
         config.stats.accepted += 1
@@ -79,10 +75,12 @@ async def create_datagram_endpoint(
     local_addr: Any = None,
     remote_addr: Any = None,
     *,
-    trusted: Trusted,
-    policy: ConnectionPolicy = Policy.REQUIRE,
-    untrusted_policy: Policy | None = None,
-    max_size: int = DEFAULT_MAX_SIZE,
+    trusted: Trusted | None = None,
+    policy: ConnectionPolicy = UNSET,
+    untrusted_policy: Policy | None = UNSET,
+    max_size: int = UNSET,
+    trust_unix_peers: bool = UNSET,
+    options: ProxyOptions | None = None,
     stats: ProxyStats | None = None,
     **kwargs: Any,
 ) -> tuple[asyncio.DatagramTransport, asyncio.DatagramProtocol]:
@@ -97,17 +95,22 @@ async def create_datagram_endpoint(
         local_addr: as for ``loop.create_datagram_endpoint``.
         remote_addr: as for ``loop.create_datagram_endpoint``.
         kwargs: other ``loop.create_datagram_endpoint`` arguments.
-        trusted: the peers allowed to send a header. ``policy``, ``untrusted_policy``,
-            ``max_size`` and ``stats``: see
-            :func:`wrap_protocol_factory`.
+        trusted: the peers allowed to send a header (required unless ``options``).
+        policy: see :func:`wrap_protocol_factory`.
+        untrusted_policy: see :func:`wrap_protocol_factory`.
+        max_size: see :func:`wrap_protocol_factory`.
+        trust_unix_peers: see :func:`wrap_protocol_factory` (UNIX datagram sockets).
+        options: the above as one :class:`~proxyproto.policy.ProxyOptions` (its
+            ``timeout`` does not apply: a datagram is judged when it arrives).
+        stats: see :func:`wrap_protocol_factory`.
 
     Returns:
         ``(transport, app_protocol)``. The counters are the ``stats`` passed in, also
         reachable as ``transport.get_protocol().stats``.
     """
-    config = _Config(trusted=trusted, policy=policy, untrusted_policy=untrusted_policy,
-                     timeout=DEFAULT_TIMEOUT, max_size=max_size, ssl=None,
-                     ssl_handshake_timeout=None, stats=stats)
+    config = make_config(options, trusted=trusted, policy=policy,
+                         untrusted_policy=untrusted_policy, max_size=max_size,
+                         trust_unix_peers=trust_unix_peers, stats=stats)
     app = protocol_factory()
     layer = ProxyDatagramLayer(app, config)
     transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(

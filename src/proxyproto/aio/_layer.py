@@ -5,82 +5,59 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl as _ssl
-from collections.abc import Iterable
-from typing import Any, Callable, Union, cast
+from typing import Any, Callable, cast
 
 from .._adapters import ProxyStats
-from .._adapters import refusal_reason as _refusal_reason
 from .._adapters import show_address as _show
 from .._errors import ProxyProtocolError
 from .._header import ProxyHeader
-from .._policy import (
-    ConnectionPolicy,
-    Policy,
-    PolicyReader,
-    TrustedProxies,
-    check_untrusted_policy,
-    decide_policy,
-)
+from .._options import UNSET, ProxyOptions, TrustedArg, check_timeout, options_from
+from .._policy import ConnectionPolicy, Policy, PolicyReader
 from ._deadlines import HeaderDeadlines
 from ._tls import HeldEvents
 from ._transport import STREAM_PROTOCOLS, ProxiedTransport, TLSFeedTransport, feed_protocol
 
-__all__ = ["ProxyProtocolFactory", "ProxyProtocolLayer", "Trusted", "logger"]
+__all__ = ["ProxyProtocolFactory", "ProxyProtocolLayer", "Trusted", "logger", "make_config"]
 
 logger = logging.getLogger("proxyproto.aio")
 
-#: What ``trusted=`` accepts: a ``TrustedProxies`` or an iterable of CIDR strings.
-Trusted = Union[TrustedProxies, Iterable[Any]]
-
+#: What ``trusted=`` accepts: a ``TrustedProxies``, or CIDR strings and ``ipaddress``
+#: objects (the same as :class:`proxyproto.policy.ProxyOptions` takes).
+Trusted = TrustedArg
 
 # refusal reasons that mean the trusted peer sent no header, or a bad one
 _PROXY_FAULTS = frozenset({"no_header", "invalid", "too_large"})
 
 
 class _Config:
-    """The settings shared by every connection of one server."""
+    """What every connection of one server shares: the :class:`ProxyOptions`, and what
+    only the asyncio adapter has (TLS after the header, counters, logging)."""
 
-    __slots__ = ("_deadlines", "handshake_timeout", "log", "max_size", "policy",
-                 "refusal_response", "ssl", "stats", "timeout", "trusted", "untrusted_policy")
+    __slots__ = ("_deadlines", "handshake_timeout", "log", "max_size", "options",
+                 "refusal_response", "ssl", "stats", "timeout")
 
     def __init__(
         self,
+        options: ProxyOptions,
         *,
-        trusted: Trusted,
-        policy: ConnectionPolicy,
-        untrusted_policy: Policy | None,
-        timeout: float,
-        max_size: int,
-        ssl: _ssl.SSLContext | None,
-        ssl_handshake_timeout: float | None,
-        stats: ProxyStats | None,
+        ssl: _ssl.SSLContext | None = None,
+        ssl_handshake_timeout: float | None = None,
+        stats: ProxyStats | None = None,
     ) -> None:
-        if not isinstance(policy, Policy) and not callable(policy):
-            raise TypeError(f"policy must be a Policy or a callable, not {policy!r}")
-        if untrusted_policy is not None and not isinstance(untrusted_policy, Policy):
-            raise TypeError(f"untrusted_policy must be a Policy or None, not {untrusted_policy!r}")
-        check_untrusted_policy(untrusted_policy)
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
-            raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
         if ssl is not None and not isinstance(ssl, _ssl.SSLContext):
             raise TypeError("ssl must be an ssl.SSLContext (TLS starts after the header)")
-        if ssl_handshake_timeout is not None and (
-                isinstance(ssl_handshake_timeout, bool)
-                or not isinstance(ssl_handshake_timeout, (int, float))
-                or not ssl_handshake_timeout > 0):
-            raise ValueError("ssl_handshake_timeout must be a positive number of seconds or "
-                             f"None, not {ssl_handshake_timeout!r}")
-        PolicyReader(Policy.REQUIRE, max_size=max_size)  # validates max_size
-        self.trusted = TrustedProxies.coerce(trusted)
-        self.policy = policy
-        self.untrusted_policy = untrusted_policy
-        self.timeout = float(timeout)
-        self.max_size = max_size
+        handshake_timeout = check_timeout(ssl_handshake_timeout, "ssl_handshake_timeout")
+        if stats is not None and not isinstance(stats, ProxyStats):
+            raise TypeError(f"stats must be a ProxyStats or None, not {type(stats).__name__}")
+        self.options = options
+        self.timeout = options.timeout  # None: no header deadline
+        self.max_size = options.max_size
         self.ssl = ssl
         # the handshake after the header is bounded like the header itself (asyncio's own
-        # default, 60 s, let a peer that sent a header and stalled hold the connection)
-        self.handshake_timeout = (self.timeout if ssl_handshake_timeout is None
-                                  else float(ssl_handshake_timeout))
+        # default, 60 s, let a peer that sent a header and stalled hold the connection);
+        # with no header deadline either, asyncio's default applies
+        self.handshake_timeout = (options.timeout if handshake_timeout is None
+                                  else handshake_timeout)
         self.stats = stats if stats is not None else ProxyStats()
         #: where refusals are logged (the uvicorn integration logs on uvicorn's own logger)
         self.log = logger
@@ -89,15 +66,44 @@ class _Config:
         self.refusal_response: bytes | None = None
         self._deadlines: HeaderDeadlines | None = None
 
-    def deadlines(self, loop: asyncio.AbstractEventLoop) -> HeaderDeadlines:
-        """The header deadlines of this server's connections on ``loop``."""
+    def deadlines(self, loop: asyncio.AbstractEventLoop) -> HeaderDeadlines | None:
+        """The header deadlines of this server's connections on ``loop`` (``None``
+        when there is no header timeout)."""
+        timeout = self.timeout
+        if timeout is None:
+            return None
         deadlines = self._deadlines
         if deadlines is None or deadlines.loop is not loop:
             # a factory used on another loop: a queue of its own there (the previous one
             # lives on with its timer and its connections, until they are settled)
-            deadlines = self._deadlines = HeaderDeadlines(loop, self.timeout)
+            deadlines = self._deadlines = HeaderDeadlines(loop, timeout)
         return deadlines
 
+
+def make_config(
+    options: ProxyOptions | None,
+    *,
+    trusted: Trusted | None = None,
+    policy: ConnectionPolicy = UNSET,
+    untrusted_policy: Policy | None = UNSET,
+    timeout: float | None = UNSET,
+    max_size: int = UNSET,
+    trust_unix_peers: bool = UNSET,
+    ssl: _ssl.SSLContext | None = None,
+    ssl_handshake_timeout: float | None = None,
+    stats: ProxyStats | None = None,
+) -> _Config:
+    """The shared settings from ``options=`` or the separate keywords (not both).
+
+    Raises:
+        TypeError: both ``options`` and a keyword, neither ``options`` nor ``trusted``,
+            or a value of the wrong type.
+        ValueError: a value out of range.
+    """
+    chosen = options_from(options, trusted=UNSET if trusted is None else trusted,
+                          policy=policy, untrusted_policy=untrusted_policy, timeout=timeout,
+                          max_size=max_size, trust_unix_peers=trust_unix_peers)
+    return _Config(chosen, ssl=ssl, ssl_handshake_timeout=ssl_handshake_timeout, stats=stats)
 
 
 class ProxyProtocolLayer(asyncio.Protocol):
@@ -131,11 +137,11 @@ class ProxyProtocolLayer(asyncio.Protocol):
         self._peer = peer = transport.get_extra_info("peername")
         self._local = local = transport.get_extra_info("sockname")
         try:
-            policy = decide_policy(peer, local, trusted=config.trusted, policy=config.policy,
-                                   untrusted_policy=config.untrusted_policy)
-        except Exception as exc:  # a policy callable that failed: refuse, keep serving
-            logger.exception("policy callable failed for %s", _show(peer))
-            self._refuse("error", exc)
+            policy = config.options.decide(peer, local)
+        except ProxyProtocolError as exc:  # a policy callable that failed: refuse, keep serving
+            config.log.error("policy callable failed for %s", _show(peer),
+                             exc_info=exc.__cause__ or exc)
+            self._refuse(exc.reason, exc)
             return
         if policy is None:
             # [SPEC §5] R-62: an untrusted peer; nothing is read
@@ -150,8 +156,9 @@ class ProxyProtocolLayer(asyncio.Protocol):
         # [SPEC §2] R-8: give up on a header that does not arrive in time (one timer per
         # server and loop for all its connections' deadlines)
         deadlines = config.deadlines(asyncio.get_running_loop())
-        deadlines.add(self)
-        self._waiting = deadlines.waiting
+        if deadlines is not None:  # None: timeout=None, no deadline
+            deadlines.add(self)
+            self._waiting = deadlines.waiting
 
     def data_received(self, data: bytes) -> None:
         reader = self._reader
@@ -160,7 +167,7 @@ class ProxyProtocolLayer(asyncio.Protocol):
         try:
             done = reader.feed(data)
         except ProxyProtocolError as exc:
-            self._refuse(_refusal_reason(exc), exc)
+            self._refuse(exc.reason, exc)
             return
         if done:
             self._decided(reader.app_data)

@@ -17,13 +17,15 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
+import ssl as _ssl
 from collections.abc import Awaitable
 from typing import Any, Callable, ClassVar, Optional
 
 from .._adapters import ProxyStats
 from .._header import ProxyHeader
-from ._layer import ProxyProtocolLayer, Trusted, _Config
-from ._servers import wrap_protocol_factory
+from .._options import UNSET, ProxyOptions
+from .._policy import ConnectionPolicy, Policy
+from ._layer import ProxyProtocolLayer, Trusted, _Config, make_config
 
 __all__ = ["BAD_REQUEST", "UvicornHTTPProtocol", "uvicorn_http_protocol"]
 
@@ -140,11 +142,19 @@ class UvicornHTTPProtocol(ProxyProtocolLayer):
 
 def uvicorn_http_protocol(
     *,
-    trusted: Trusted,
+    trusted: Trusted | None = None,
     http: str | Callable[..., asyncio.Protocol] = "auto",
     forwarded_headers: bool = False,
     bad_request: bool = False,
-    **options: Any,
+    policy: ConnectionPolicy = UNSET,
+    untrusted_policy: Policy | None = UNSET,
+    timeout: float | None = UNSET,
+    max_size: int = UNSET,
+    trust_unix_peers: bool = UNSET,
+    options: ProxyOptions | None = None,
+    ssl: _ssl.SSLContext | None = None,
+    ssl_handshake_timeout: float | None = None,
+    stats: ProxyStats | None = None,
 ) -> type[UvicornHTTPProtocol]:
     """Serve uvicorn behind a PROXY-protocol proxy: pass the result as ``http=``.
 
@@ -170,8 +180,16 @@ def uvicorn_http_protocol(
             could otherwise write its own address.
         bad_request: answer a trusted peer whose header is missing or bad with
             ``400 Bad Request`` before closing (as gunicorn does), instead of closing.
-        options: ``policy``, ``untrusted_policy``, ``timeout``, ``max_size``, ``ssl``,
-            ``ssl_handshake_timeout`` and ``stats``, as for :func:`wrap_protocol_factory`.
+        policy: as for :func:`wrap_protocol_factory`, like the options below.
+        untrusted_policy: see :func:`wrap_protocol_factory`.
+        timeout: see :func:`wrap_protocol_factory`.
+        max_size: see :func:`wrap_protocol_factory`.
+        trust_unix_peers: trust the peers of a UNIX-socket listener (uvicorn ``uds=``
+            behind nginx or HAProxy on the same host); off by default.
+        options: see :func:`wrap_protocol_factory`.
+        ssl: a server ``SSLContext``: TLS after the header (TLS passthrough).
+        ssl_handshake_timeout: see :func:`wrap_protocol_factory`.
+        stats: see :func:`wrap_protocol_factory`.
 
     Returns:
         The protocol class for ``uvicorn.Config(http=...)``; ``.stats`` holds the
@@ -180,9 +198,12 @@ def uvicorn_http_protocol(
     Raises:
         ImportError: uvicorn is not installed (with a named implementation).
         KeyError: an unknown implementation name.
-        TypeError: an unknown option.
+        TypeError, ValueError: a bad option (as for :func:`wrap_protocol_factory`).
     """
-    config = wrap_protocol_factory(asyncio.Protocol, trusted=trusted, **options)._config
+    config = make_config(options, trusted=trusted, policy=policy,
+                         untrusted_policy=untrusted_policy, timeout=timeout,
+                         max_size=max_size, trust_unix_peers=trust_unix_peers, ssl=ssl,
+                         ssl_handshake_timeout=ssl_handshake_timeout, stats=stats)
     config.log = logging.getLogger(_UVICORN_LOGGER)
     config.refusal_response = BAD_REQUEST if bad_request else None
     if isinstance(http, str):
