@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+import proxyproto
 from aio_util import TRUSTED_V4, UNTRUSTED_V4, connect_from, read_all, run, throwaway_cert
 from proxyproto import aio, encode_v1, encode_v2
 
@@ -314,3 +315,37 @@ def test_refusals_are_logged_and_optionally_answered(bad_request: bool) -> None:
     assert untrusted_level == logging.INFO
     assert untrusted_line.startswith(f"refused connection from {UNTRUSTED_V4}:")
     assert untrusted_line.endswith(": untrusted")
+
+
+class OtherHTTP(asyncio.Protocol):
+    """An HTTP protocol class that is not uvicorn's: it only keeps what it was given."""
+
+    def __init__(self, config: Any, server_state: Any, app_state: Any = None,
+                 _loop: Any = None) -> None:
+        self.config = config
+        self.app = config.loaded_app
+
+
+def test_other_protocol_classes_get_the_header_through_their_config() -> None:
+    """A protocol class other than uvicorn's own gets a config whose app adds the header."""
+    config = uvicorn.Config(app, http="h11", lifespan="off", log_level="warning",
+                            proxy_headers=True)
+    config.load()
+    http = aio.uvicorn_http_protocol(trusted=[TRUSTED_V4], http=OtherHTTP)
+    header = proxyproto.parse(encode_v2(SRC, DST))
+    layer = http(config=config, server_state=None, app_state={})
+    protocol = layer._new_app(header)
+    assert isinstance(protocol, OtherHTTP) and protocol.config is not config
+    scope: dict[str, Any] = {"type": "http"}
+    sent: list[Any] = []
+
+    async def capture(scope_seen: dict[str, Any], receive: Any, send: Any) -> None:
+        sent.append(scope_seen)
+
+    # the app chain: our wrapper, then uvicorn's app without its X-Forwarded-For middleware
+    assert type(protocol.app).__name__ == "_WithProxyHeader"
+    protocol.app.app = capture
+    run(protocol.app(scope, None, None))
+    assert sent[0]["extensions"]["proxy_protocol"]["header"] == header
+    without = layer._new_app(None)
+    assert isinstance(without, OtherHTTP) and without.app is app  # no middleware, no wrapper

@@ -19,7 +19,7 @@ import importlib
 import logging
 import ssl as _ssl
 from collections.abc import Awaitable
-from typing import Any, Callable, ClassVar, Optional
+from typing import Any, Callable, ClassVar, Optional, cast
 
 from .._adapters import ProxyStats
 from .._header import ProxyHeader
@@ -41,11 +41,18 @@ _UVICORN_LOGGER = "uvicorn.error"
 class _WithProxyHeader:
     """The ASGI app of one connection: adds ``scope["extensions"]["proxy_protocol"]``."""
 
-    __slots__ = ("app", "extension")
+    __slots__ = ("app", "extension", "ws_class")
 
-    def __init__(self, app: Callable[..., Awaitable[None]], extension: dict[str, Any]) -> None:
+    def __init__(self, app: Callable[..., Awaitable[None]], extension: dict[str, Any],
+                 ws_class: Any = None) -> None:
         self.app = app
         self.extension = extension
+        self.ws_class = ws_class
+
+    def websocket(self, config: Any, **kwargs: Any) -> Any:
+        """Stands for uvicorn's WebSocket protocol class on one connection: the upgraded
+        connection's app is this one too (an upgrade is rare: a config copy is fine)."""
+        return self.ws_class(config=_config_with_app(config, self), **kwargs)
 
     def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Awaitable[None]:
         # a plain function returning the app's awaitable: no coroutine frame of our own
@@ -55,6 +62,18 @@ class _WithProxyHeader:
         else:
             extensions["proxy_protocol"] = self.extension
         return self.app(scope, receive, send)
+
+
+def _uvicorn_own(http_class: Any) -> bool:
+    """Whether ``http_class`` is (a subclass of) one of uvicorn's HTTP/1.1 protocols."""
+    own: list[type] = []
+    for module, name in (("uvicorn.protocols.http.h11_impl", "H11Protocol"),
+                         ("uvicorn.protocols.http.httptools_impl", "HttpToolsProtocol")):
+        try:
+            own.append(getattr(importlib.import_module(module), name))
+        except (ImportError, AttributeError):
+            continue
+    return isinstance(http_class, type) and issubclass(http_class, tuple(own))
 
 
 def _config_with_app(config: Any, app: Any) -> Any:
@@ -68,11 +87,15 @@ def _config_with_app(config: Any, app: Any) -> Any:
 class _Setup:
     """What the connections of one :func:`uvicorn_http_protocol` class share."""
 
-    __slots__ = ("_configs", "config", "forwarded_headers", "http_class")
+    __slots__ = ("_configs", "config", "forwarded_headers", "http_class", "patch")
 
     def __init__(self, http_class: Callable[..., asyncio.Protocol], config: _Config,
                  forwarded_headers: bool) -> None:
         self.http_class = http_class
+        #: uvicorn's own HTTP protocols keep the app and the WebSocket class as the
+        #: attributes ``app`` and ``ws_protocol_class``: those are replaced on the
+        #: connection's protocol (cheap); any other class gets a copy of the config
+        self.patch = _uvicorn_own(http_class)
         self.config = config
         self.forwarded_headers = forwarded_headers
         # uvicorn's Config -> the one the connections get (without the X-Forwarded-For route)
@@ -119,25 +142,32 @@ class UvicornHTTPProtocol(ProxyProtocolLayer):
     def __init__(self, config: Any, server_state: Any, app_state: Optional[Any] = None,
                  _loop: Optional[asyncio.AbstractEventLoop] = None) -> None:
         setup = self._setup
-        http_class = setup.http_class
-        base = setup.base_config(config)
-        if app_state is None:  # uvicorn before 0.27 has no app_state
-            def factory(**kwargs: Any) -> asyncio.Protocol:
-                return http_class(server_state=server_state, _loop=_loop, **kwargs)
-        else:
-            def factory(**kwargs: Any) -> asyncio.Protocol:
-                return http_class(server_state=server_state, app_state=app_state,
-                                  _loop=_loop, **kwargs)
-        self._uvicorn = (factory, base)
-        super().__init__(factory, setup.config)
+        # what uvicorn gave, for its own protocol once the header is settled (no closure:
+        # this runs for every connection)
+        self._uvicorn = (setup.base_config(config), server_state, app_state, _loop)
+        super().__init__(setup.http_class, setup.config)
 
     def _new_app(self, header: ProxyHeader | None) -> asyncio.BaseProtocol:
-        factory, config = self._uvicorn
+        config, server_state, app_state, loop = self._uvicorn
+        setup = self._setup
+        app = None
         if header is not None:
             extension = {"header": header, "socket_peername": self._peer,
                          "socket_sockname": self._local}
-            config = _config_with_app(config, _WithProxyHeader(config.loaded_app, extension))
-        return factory(config=config)
+            app = _WithProxyHeader(config.loaded_app, extension, config.ws_protocol_class)
+            if not setup.patch:
+                config = _config_with_app(config, app)
+        if app_state is None:  # uvicorn before 0.27 has no app_state
+            protocol: Any = setup.http_class(config=config, server_state=server_state,
+                                             _loop=loop)
+        else:
+            protocol = setup.http_class(config=config, server_state=server_state,
+                                        app_state=app_state, _loop=loop)
+        if app is not None and setup.patch:
+            protocol.app = app
+            if app.ws_class is not None:
+                protocol.ws_protocol_class = app.websocket
+        return cast(asyncio.BaseProtocol, protocol)
 
 
 def uvicorn_http_protocol(
