@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import signal
 import socket
@@ -14,10 +13,10 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from aio_util import WHO_APP, ask_process, free_port, json_body, throwaway_cert
 from proxyproto import encode_v1, encode_v2
 from proxyproto._cli_uvicorn import ENVIRONMENT_TRUSTED, register
 from proxyproto._cli_uvicorn import run as run_command
@@ -28,20 +27,6 @@ TRUSTED = "127.0.0.2"
 SRC, DST = ("192.0.2.10", 40000), ("198.51.100.20", 443)
 REQUEST = b"GET / HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 6.6.6.6\r\nConnection: close\r\n\r\n"
 
-APP = '''
-import json
-
-
-async def app(scope, receive, send):
-    if scope["type"] != "http":
-        return
-    header = scope.get("extensions", {}).get("proxy_protocol", {}).get("header")
-    body = json.dumps({"client": scope["client"], "server": scope["server"],
-                       "version": header.version if header else None}).encode()
-    await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"content-length", str(len(body)).encode())]})
-    await send({"type": "http.response.body", "body": body})
-'''
 
 # what the `proxyproto` entry point does with the sub-command (the lead wires it in)
 LAUNCHER = """
@@ -62,7 +47,7 @@ def parse(*argv: str) -> argparse.Namespace:
 
 @pytest.fixture
 def app_dir(tmp_path: Path) -> Path:
-    (tmp_path / "whoapp.py").write_text(APP)
+    (tmp_path / "whoapp.py").write_text(WHO_APP)
     return tmp_path
 
 
@@ -95,12 +80,6 @@ def test_arguments_and_their_errors(app_dir: Path, monkeypatch: pytest.MonkeyPat
         assert capsys.readouterr().err.splitlines()[-1].startswith("proxyproto uvicorn: error:")
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @contextlib.contextmanager
 def command(app_dir: Path, *argv: str, env: dict[str, str] | None = None
             ) -> Iterator[subprocess.Popen[bytes]]:
@@ -125,45 +104,20 @@ def command(app_dir: Path, *argv: str, env: dict[str, str] | None = None
                 process.wait(5)
 
 
-def ask(port: int, data: bytes, *, source: str = TRUSTED, attempts: int = 200) -> bytes:
-    """Send ``data`` from ``source`` once the server listens (bounded retries)."""
-    for _ in range(attempts):
-        try:
-            sock = socket.create_connection(("127.0.0.1", port), timeout=5,
-                                            source_address=(source, 0))
-        except ConnectionRefusedError:
-            time.sleep(0.1)
-            continue
-        with sock:
-            sock.sendall(data)
-            chunks = []
-            with contextlib.suppress(ConnectionError):
-                while chunk := sock.recv(65536):
-                    chunks.append(chunk)
-            return b"".join(chunks)
-    raise AssertionError("the server did not start")
-
-
-def body(answer: bytes) -> dict[str, Any]:
-    head, _, text = answer.partition(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 200"), answer
-    return dict(json.loads(text))
-
-
 @pytest.mark.parametrize("workers", [1, 2])
 def test_serves_behind_the_proxy(app_dir: Path, workers: int) -> None:
     port = free_port()
     with command(app_dir, "--port", str(port), "--workers", str(workers),
                  env={ENVIRONMENT_TRUSTED: f"{TRUSTED},::1"}) as process:
-        answers = [ask(port, encode_v2(SRC, DST) + REQUEST),
-                   ask(port, encode_v1(SRC, DST) + REQUEST),
-                   ask(port, encode_v2(SRC, DST) + REQUEST, source="127.0.0.3"),
-                   ask(port, REQUEST)]
+        answers = [ask_process(port, encode_v2(SRC, DST) + REQUEST, source=TRUSTED),
+                   ask_process(port, encode_v1(SRC, DST) + REQUEST, source=TRUSTED),
+                   ask_process(port, encode_v2(SRC, DST) + REQUEST, source="127.0.0.3"),
+                   ask_process(port, REQUEST, source=TRUSTED)]
         process.send_signal(signal.SIGINT)
         status = process.wait(20)
     expected = {"client": list(SRC), "server": list(DST)}
-    assert body(answers[0]) == {**expected, "version": 2}  # X-Forwarded-For ignored
-    assert body(answers[1]) == {**expected, "version": 1}
+    assert json_body(answers[0]) == {**expected, "version": 2}  # X-Forwarded-For ignored
+    assert json_body(answers[1]) == {**expected, "version": 1}
     assert answers[2] == b"" and answers[3] == b""  # untrusted; no header
     assert status == 0
 
@@ -172,11 +126,11 @@ def test_bad_request_and_forwarded_headers(app_dir: Path) -> None:
     port = free_port()
     with command(app_dir, "--port", str(port), "--trusted", TRUSTED, "--bad-request",
                  "--forwarded-headers", "--forwarded-allow-ips", SRC[0]) as process:
-        spoofed = ask(port, encode_v2(SRC, DST) + REQUEST)
-        missing = ask(port, REQUEST)
+        spoofed = ask_process(port, encode_v2(SRC, DST) + REQUEST, source=TRUSTED)
+        missing = ask_process(port, REQUEST, source=TRUSTED)
         process.send_signal(signal.SIGINT)
         process.wait(20)
-    assert body(spoofed)["client"][0] == "6.6.6.6"  # asked for: SRC may forward
+    assert json_body(spoofed)["client"][0] == "6.6.6.6"  # asked for: SRC may forward
     assert missing.startswith(b"HTTP/1.1 400 Bad Request\r\n")
 
 
@@ -213,7 +167,7 @@ def test_unix_socket_listener_needs_the_opt_in(app_dir: Path, trust_unix_peers: 
         assert process.wait(20) == 0
     answer = b"".join(chunks)
     if trust_unix_peers:
-        assert body(answer) == {"client": list(SRC), "server": list(DST), "version": 2}
+        assert json_body(answer) == {"client": list(SRC), "server": list(DST), "version": 2}
     else:
         assert answer == b""  # a UNIX peer has no address to check: refused by default
     assert not path.exists()
@@ -222,3 +176,15 @@ def test_unix_socket_listener_needs_the_opt_in(app_dir: Path, trust_unix_peers: 
 def test_trust_unix_peers_needs_uds(capsys: pytest.CaptureFixture[str]) -> None:
     assert run_command(parse("whoapp:app", "--trusted", TRUSTED, "--trust-unix-peers")) == 2
     assert capsys.readouterr().err == "proxyproto uvicorn: --trust-unix-peers needs --uds\n"
+
+
+def test_tls_after_the_header(app_dir: Path) -> None:
+    port = free_port()
+    with throwaway_cert(app_dir) as (cert, key), command(
+            app_dir, "--port", str(port), "--trusted", TRUSTED, "--ssl-certfile", str(cert),
+            "--ssl-keyfile", str(key), "--handshake-timeout", "2") as process:
+        answer = ask_process(port, encode_v2(SRC, DST), source=TRUSTED,
+                             tls_after=(REQUEST, cert))
+        process.send_signal(signal.SIGINT)
+        process.wait(20)
+    assert json_body(answer) == {"client": list(SRC), "server": list(DST), "version": 2}
