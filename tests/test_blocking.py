@@ -290,13 +290,14 @@ def test_slow_loris_does_not_extend_the_deadline(listener: socket.socket) -> Non
 
 def test_read_header_timeout_argument() -> None:
     a, b = socket.socketpair()
-    with a, b, pytest.raises(ValueError):
-        blocking.read_header(a, timeout=0)
+    with a, b:
+        with pytest.raises(ValueError):
+            blocking.read_header(a, timeout=0)
         with pytest.raises(TypeError):
             blocking.read_header(a, timeout="1")  # type: ignore[arg-type]
-        b.sendall(V1 + APP)
+        b.sendall(V1)
         assert blocking.read_header(a, timeout=None).source == SRC4  # no deadline at all
-        b.sendall(V2)
+        b.sendall(V2 + APP)
         assert blocking.read_header(a, timeout=float("inf")).source == SRC6
         b.close()
         assert rest(a) == APP

@@ -12,7 +12,6 @@ import json
 import logging
 import socket
 import ssl
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ from proxyproto import (
 from proxyproto._adapters import refusal_reason
 from proxyproto._errors import PolicyError
 from proxyproto.policy import ProxyOptions
+from test_blocking_server import running_server
 
 TRUSTED = TrustedProxies([TRUSTED_V4])
 SRC, DST = ("198.51.100.7", 4242), ("192.0.2.1", 443)
@@ -169,18 +169,6 @@ class HTTPServer(blocking.ProxyProtocolMixIn, http.server.ThreadingHTTPServer):
     daemon_threads = False
 
 
-@contextlib.contextmanager
-def serving(server: Any) -> Iterator[Any]:
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        thread.join(10)
-        server.server_close()
-
-
 def read_all(sock: socket.socket) -> bytes:
     sock.settimeout(5)
     chunks = []
@@ -233,7 +221,7 @@ def test_mixin_on_a_tls_wrapped_listener(certificate: tuple[Path, Path],
     fds = open_fds()
     server = HTTPServer(("127.0.0.1", 0), EchoHandler, trusted=TRUSTED, timeout=2)
     server.socket = server_ctx.wrap_socket(server.socket, server_side=True)
-    with serving(server), caplog.at_level(logging.INFO, logger="proxyproto.blocking"):
+    with running_server(server), caplog.at_level(logging.INFO, logger="proxyproto.blocking"):
         address = server.server_address
         for client in (("203.0.113.8", 1000), ("203.0.113.9", 2000)):
             with blocking.connect(address, header=encode_v1(client, address),
@@ -275,7 +263,7 @@ def test_mixin_reads_no_header_from_unix_peers_without_opt_in(tmp_path: Path) ->
         with contextlib.suppress(FileNotFoundError):
             Path(path).unlink()
         server = Server(path, Echo, trusted=TRUSTED, trust_unix_peers=opt_in)
-        with serving(server), socket.socket(socket.AF_UNIX) as client:
+        with running_server(server), socket.socket(socket.AF_UNIX) as client:
             client.connect(path)
             client.sendall(V1)
             assert read_all(client) == want

@@ -396,8 +396,9 @@ def test_policy_reader_feeds_byte_by_byte(routed: ModuleType) -> None:
 
 
 def test_one_parse_per_decision(monkeypatch: pytest.MonkeyPatch) -> None:
-    """An invalid first chunk costs one parse; a v2 header fed byte by byte three
-    (the first byte, the fixed part, the whole); a v1 line fed byte by byte one."""
+    """An invalid first chunk costs one parse; a v2 header fed byte by byte five (its
+    bytes 13 to 16, each able to refuse it early, A-1, then the whole); a v1 line fed
+    byte by byte one, at its LF (a signature prefix is recognised without a parse)."""
     from proxyproto import _impl
 
     calls: list[bytes] = []
@@ -415,13 +416,12 @@ def test_one_parse_per_decision(monkeypatch: pytest.MonkeyPatch) -> None:
     reader = PolicyReader(Policy.REQUIRE)
     for index in range(len(V2)):
         reader.feed(V2[index : index + 1])
-    assert reader.done and len(calls) <= 16 + 1  # each byte of the fixed part, then once
+    assert reader.done and [len(call) for call in calls] == [13, 14, 15, 16, len(V2)]
     calls.clear()
     reader = PolicyReader(Policy.REQUIRE)
     for index in range(len(V1)):
         reader.feed(V1[index : index + 1])
-    assert reader.done and len(calls) <= 6  # the signature's bytes, then at the LF
-    assert calls[-1] == V1
+    assert reader.done and calls == [V1]
 
 
 def test_datagrams_that_are_a_signature_prefix_are_payload(routed: ModuleType) -> None:
@@ -443,3 +443,19 @@ def test_datagrams_that_are_a_signature_prefix_are_payload(routed: ModuleType) -
     assert decide_datagram(Policy.USE, b"") == Decided(None, None, 0)
     empty = decide_datagram(Policy.REQUIRE, b"")
     assert type(empty) is Refused and empty.reason == "no_header"
+
+
+def test_decide_policy_refuses_a_policy_of_another_type() -> None:
+    with pytest.raises(TypeError):
+        decide_policy(PROXY_PEER, LOCAL, trusted=TRUSTED, policy="use")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name", ["policy", "_connection", "_options", "_trust", "_reader",
+                                  "_policy"])
+def test_docstring_examples(name: str) -> None:
+    import doctest
+    import importlib
+
+    module = importlib.import_module(f"proxyproto.{name}")
+    failures, tried = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert failures == 0 and tried > 0

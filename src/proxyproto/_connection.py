@@ -29,7 +29,7 @@ from ._errors import (
     ProxyProtocolError,
     UntrustedPeer,
 )
-from ._fallback import V2_SIGNATURE
+from ._fallback import V1_MAX_LENGTH, V2_SIGNATURE
 from ._header import ProxyHeader
 from ._policy import ConnectionPolicy, Policy, decide_policy
 from ._reader import (
@@ -130,7 +130,9 @@ def decide_start(
             return Refused(MissingHeader(str(exc)))
         return _NO_HEADER  # [SPEC §5] R-10: the policy, not the payload, made it optional
     except ProxyProtocolError as exc:
-        return Refused(exc)
+        # a value now, not a raise in flight: the parser's frames are of no use to anyone,
+        # and re-raising an exception that holds them costs about half a parse
+        return Refused(exc.with_traceback(None))
     if type(result) is int:
         if not final:
             return Need(result)
@@ -207,7 +209,7 @@ class PolicyReader:
     byte, or :meth:`finish`), not at its first bad byte.
     """
 
-    __slots__ = ("_app_data", "_buffer", "_done", "_header", "_max_size", "_needed",
+    __slots__ = ("_app_data", "_buffer", "_done", "_header", "_line", "_max_size", "_needed",
                  "_policy", "_ready", "_received")
 
     def __init__(self, policy: Policy, *, max_size: int = DEFAULT_MAX_SIZE) -> None:
@@ -222,6 +224,7 @@ class PolicyReader:
         self._app_data = b""
         self._needed = FIRST_NEEDED
         self._ready = 0  # no decision is possible before this many bytes (a v2 body)
+        self._line = False  # the buffer holds the start of a v1 line, without its LF
         self._done = policy is _SKIP  # SKIP: nothing is looked for
 
     @property
@@ -280,6 +283,14 @@ class PolicyReader:
             raise RuntimeError("the connection is decided; pass further data to the application")
         buffer = self._buffer
         if buffer:
+            if self._line:
+                # still a v1 line without its LF? Only the new bytes need a look (what
+                # decide_start would answer, without looking at the old ones again)
+                if type(data) is memoryview:
+                    data = bytes(data)
+                if len(buffer) + len(data) < V1_MAX_LENGTH and b"\n" not in data:
+                    buffer += data
+                    return False
             buffer += data
             if len(buffer) < self._ready:
                 self._needed = self._ready - len(buffer)
@@ -294,6 +305,8 @@ class PolicyReader:
             self._needed = needed = result.needed
             if len(buffer) >= _V2_FIXED and buffer[0] == 0x0D:  # exact: wait for all of it
                 self._ready = len(buffer) + needed
+            else:
+                self._line = partial_v1_line(buffer)
             return False
         if type(result) is Refused:
             if chunk is data:

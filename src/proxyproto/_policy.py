@@ -120,6 +120,12 @@ def decide_policy(
     The one place the rule "an untrusted peer's header is never believed" holds: a
     trusted-only policy (``USE``, ``REQUIRE``) is never returned for an untrusted peer.
 
+    >>> trusted = TrustedProxies(["10.0.0.0/8"])
+    >>> decide_policy(("10.0.0.5", 4000), None, trusted=trusted)
+    <Policy.REQUIRE: 'require'>
+    >>> decide_policy(("203.0.113.9", 4000), None, trusted=trusted) is None
+    True
+
     Args:
         peer: the socket's peer address (a ``(host, port, ...)`` tuple, a str, or an
             ``ipaddress`` address; a UNIX peer, a path or ``''``, is trusted only with
@@ -150,8 +156,10 @@ def decide_policy(
     is_trusted = peer in trusted or (trust_unix_peers and is_unix_peer(peer))
     if type(policy) is Policy:
         return policy if is_trusted else untrusted_policy
+    if not callable(policy):
+        raise TypeError(f"policy must be a Policy or a callable, not {policy!r}")
     try:
-        chosen = policy(peer, local)  # type: ignore[operator]
+        chosen = policy(peer, local)
     except Exception as exc:
         raise PolicyError(f"the policy callable failed: {exc!r}") from exc
     if type(chosen) is not Policy:

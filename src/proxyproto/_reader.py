@@ -13,7 +13,7 @@ from typing import Optional, Union
 
 from . import _impl
 from ._errors import ProxyProtocolError
-from ._fallback import V1_MAX_LENGTH
+from ._fallback import V1_MAX_LENGTH, V2_SIGNATURE
 from ._header import ProxyHeader
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "exact_needed",
     "partial_v1_line",
     "scan",
+    "signature_needed",
 ]
 
 Buffer = Union[bytes, bytearray, memoryview]
@@ -58,6 +59,18 @@ def partial_v1_line(data: Buffer) -> bool:
     return head.startswith(_V1_START) and head.find(b"\n") < 0
 
 
+def signature_needed(data: Buffer) -> int:
+    """For a proper prefix of a signature (``b"PROXY "`` or the 12-byte v2 one), what
+    ``parse`` would answer (15 or 16 minus its length) without a parse; else 0."""
+    size = len(data)
+    if not 0 < size <= 12:
+        return 0
+    head = bytes(data) if type(data) is memoryview else data
+    if head[0] == 0x50:  # "P"
+        return FIRST_NEEDED - size if size < 6 and _V1_START.startswith(head) else 0
+    return _V2_FIXED - size if V2_SIGNATURE.startswith(head) else 0
+
+
 def scan(data: Buffer, max_size: int, *, final: bool = False) -> Union[ProxyHeader, int]:
     """The header at the start of ``data``, or how many more bytes are needed (at least 1).
 
@@ -72,6 +85,10 @@ def scan(data: Buffer, max_size: int, *, final: bool = False) -> Union[ProxyHead
     size = len(data)
     if not size:
         return FIRST_NEEDED
+    if size <= 12:
+        needed = signature_needed(data)
+        if needed:
+            return needed
     if not final and partial_v1_line(data):
         return max(FIRST_NEEDED - size, 1)
     return _impl.parse_or_needed(data, max_size=max_size)
@@ -185,7 +202,8 @@ class HeaderReader:
         else:
             chunk = data
         try:
-            result = _impl.parse_or_needed(chunk, max_size=self._max_size)
+            result = signature_needed(chunk) or _impl.parse_or_needed(
+                chunk, max_size=self._max_size)
         except ProxyProtocolError:
             if chunk is data:  # keep what was fed, for callers whose policy allows no header
                 buffer += data
