@@ -475,11 +475,11 @@ def test_layer_view_reports_original_addresses_on_a_real_socket() -> None:
     ([INVALID + PAYLOAD], "invalid", [len(INVALID + PAYLOAD)]),  # one parse, one refusal
     ([b"GET / HTTP/1.1\r\n"], "no_header", [16]),
     ([V2 + PAYLOAD], "accepted", [len(V2 + PAYLOAD)]),
-    # a v1 line byte by byte: the signature's bytes looked at as they come, the line not
-    # validated before its LF (one parse of it, at the LF)
-    ([bytes([byte]) for byte in V1] + [PAYLOAD], "accepted", [1, 2, 3, 4, 5, len(V1)]),
-    # a v2 header byte by byte: the fixed part as it comes, then the whole header once
-    ([bytes([byte]) for byte in V2] + [PAYLOAD], "accepted", [*range(1, 17), len(V2)]),
+    # a v1 line byte by byte: no parse before its LF (one parse of it, at the LF)
+    ([bytes([byte]) for byte in V1] + [PAYLOAD], "accepted", [len(V1)]),
+    # a v2 header byte by byte: none for the signature, then the fixed part's last four
+    # bytes as they come (version, family, length), then the whole header once
+    ([bytes([byte]) for byte in V2] + [PAYLOAD], "accepted", [13, 14, 15, 16, len(V2)]),
 ])
 def test_the_layer_parses_each_chunk_once(
     monkeypatch: pytest.MonkeyPatch, chunks: list[bytes], expected: str, parses: list[int]
