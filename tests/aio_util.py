@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
 import socket
 import ssl
 import struct
@@ -235,6 +236,17 @@ def ask_process(port: int, data: bytes, *, source: str, attempts: int = 300,
                     chunks.append(chunk)
             return b"".join(chunks)
     raise AssertionError("the server did not start")
+
+
+def stop_process(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
+    """Stop a server process with ``sig`` (graceful), killed after 20 s; reaped."""
+    if process.poll() is None:
+        process.send_signal(sig)
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
 
 
 def json_body(answer: bytes) -> dict[str, Any]:

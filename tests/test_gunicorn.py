@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +12,7 @@ import pytest
 pytest.importorskip("gunicorn")
 pytest.importorskip("uvicorn_worker")
 
-from aio_util import WHO_APP, ask_process, free_port, json_body, throwaway_cert
+from aio_util import WHO_APP, ask_process, free_port, json_body, stop_process, throwaway_cert
 from proxyproto import encode_v1, encode_v2
 from proxyproto.gunicorn import ENVIRONMENT_TRUSTED, trusted_from
 
@@ -54,12 +53,7 @@ def test_real_gunicorn_with_the_worker(tmp_path: Path, from_environment: bool) -
         localhost = ask_process(port, encode_v2(SRC, DST) + REQUEST, source="127.0.0.1")
         missing = ask_process(port, REQUEST, source="127.0.0.2")
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+        stop_process(process)
     expected = {"client": list(SRC), "server": list(DST)}
     assert json_body(v2) == {**expected, "version": 2}
     assert json_body(v1) == {**expected, "version": 1}  # X-Forwarded-For ignored
@@ -85,10 +79,5 @@ def test_gunicorn_tls_after_the_header(tmp_path: Path) -> None:
             answer = ask_process(port, encode_v2(SRC, DST), source="127.0.0.2",
                                  tls_after=(REQUEST, cert))
         finally:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(5)
+            stop_process(process)
     assert json_body(answer) == {"client": list(SRC), "server": list(DST), "version": 2}

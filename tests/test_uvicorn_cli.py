@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from aio_util import WHO_APP, ask_process, free_port, json_body, throwaway_cert
+from aio_util import WHO_APP, ask_process, free_port, json_body, stop_process, throwaway_cert
 from proxyproto import encode_v1, encode_v2
 from proxyproto._cli_uvicorn import ENVIRONMENT_TRUSTED, register
 from proxyproto._cli_uvicorn import run as run_command
@@ -95,13 +95,7 @@ def command(app_dir: Path, *argv: str, env: dict[str, str] | None = None
     try:
         yield process
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(5)
+        stop_process(process, signal.SIGINT)
 
 
 @pytest.mark.parametrize("workers", [1, 2])
