@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
+import signal
 import socket
+import ssl
 import struct
 import subprocess
+import time
 from collections.abc import Awaitable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -176,3 +180,77 @@ def throwaway_cert(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
 
 def servers_addresses(server: asyncio.Server) -> Sequence[Any]:
     return [sock.getsockname() for sock in server.sockets]
+
+
+# -- real server processes (uvicorn, gunicorn) ----------------------------------------
+
+#: an ASGI app module that answers with what it was told about the connection
+WHO_APP = '''
+import json
+
+
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    header = scope.get("extensions", {}).get("proxy_protocol", {}).get("header")
+    body = json.dumps({"client": scope["client"], "server": scope["server"],
+                       "version": header.version if header else None}).encode()
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+'''
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def ask_process(port: int, data: bytes, *, source: str, attempts: int = 300,
+                tls_after: Optional[tuple[bytes, Path]] = None) -> bytes:
+    """Send ``data`` from ``source`` once the server process listens (retried every
+    0.1 s, ``attempts`` times at most); everything it answers until it closes.
+
+    With ``tls_after=(request, cafile)``, ``data`` is the header: TLS starts after it and
+    ``request`` goes over TLS."""
+    for _ in range(attempts):
+        try:
+            sock = socket.create_connection(("127.0.0.1", port), timeout=5,
+                                            source_address=(source, 0))
+        except ConnectionRefusedError:
+            time.sleep(0.1)
+            continue
+        with contextlib.ExitStack() as closing:
+            closing.enter_context(sock)
+            sock.sendall(data)
+            chunks = []
+            stream: Any = sock
+            if tls_after is not None:
+                context = ssl.create_default_context(cafile=str(tls_after[1]))
+                stream = closing.enter_context(
+                    context.wrap_socket(sock, server_hostname="localhost"))
+                stream.sendall(tls_after[0])
+            with contextlib.suppress(ConnectionError, ssl.SSLError):
+                while chunk := stream.recv(65536):
+                    chunks.append(chunk)
+            return b"".join(chunks)
+    raise AssertionError("the server did not start")
+
+
+def stop_process(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
+    """Stop a server process with ``sig`` (graceful), killed after 20 s; reaped."""
+    if process.poll() is None:
+        process.send_signal(sig)
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+
+
+def json_body(answer: bytes) -> dict[str, Any]:
+    """The JSON body of a ``200`` answer."""
+    head, _, text = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), answer
+    return dict(json.loads(text))

@@ -25,6 +25,7 @@ from aio_util import (
     throwaway_cert,
 )
 from proxyproto import Command, Policy, ProxyHeader, aio, encode_v1, encode_v2
+from proxyproto.policy import ProxyOptions
 
 SRC, DST = ("192.0.2.10", 40000), ("198.51.100.20", 443)
 HEADER = encode_v2(SRC, DST)
@@ -528,6 +529,8 @@ def test_configuration_is_checked() -> None:
         aio.wrap_protocol_factory(factory, trusted=TRUSTED, untrusted_policy=Policy.USE)
     with pytest.raises(ValueError):
         aio.wrap_protocol_factory(factory, trusted=TRUSTED, timeout=0)
+    with pytest.raises(TypeError):  # one rule with the blocking adapter (was ValueError)
+        aio.wrap_protocol_factory(factory, trusted=TRUSTED, timeout="5")  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         aio.wrap_protocol_factory(factory, trusted=TRUSTED, max_size=8)
     with pytest.raises(TypeError):
@@ -648,3 +651,120 @@ def test_tmp_path_unused(tmp_path: Path) -> None:
     with throwaway_cert(tmp_path) as (cert, key):
         assert cert.read_bytes().startswith(b"-----BEGIN CERTIFICATE-----")
         assert key.parent == tmp_path
+
+
+@pytest.mark.parametrize("handshake_timeout", [None, 0.3])
+def test_stalled_tls_handshake_after_the_header_is_bounded(
+    tls: tuple[ssl.SSLContext, ssl.SSLContext], handshake_timeout: Optional[float]
+) -> None:
+    """A peer that sends its header, then nothing: the handshake has a deadline (by default
+    the header timeout; asyncio's own default held such a peer for 60 s)."""
+    server_ctx, _client_ctx = tls
+    recorder = Recorder()
+
+    async def closed_by_server(sock: socket.socket) -> bool:
+        loop = asyncio.get_running_loop()
+        try:
+            while await asyncio.wait_for(loop.sock_recv(sock, 4096), 10):
+                pass
+        except asyncio.TimeoutError:
+            return False  # still held open after 10 s
+        except ConnectionError:
+            pass
+        return True
+
+    async def main() -> tuple[bool, aio.ProxyStats]:
+        server = await aio.create_server(recorder.protocol_factory, "127.0.0.1", 0,
+                                         trusted=["127.0.0.1"], ssl=server_ctx, timeout=0.3,
+                                         ssl_handshake_timeout=handshake_timeout)
+        try:
+            sock = await connect_from("127.0.0.1", port_of(server))
+            with sock:
+                await asyncio.get_running_loop().sock_sendall(sock, HEADER)
+                # closed by the server well before asyncio's 60 s
+                closed = await closed_by_server(sock)
+            for _ in range(100):
+                if stats_of(server).refused["tls"]:
+                    break
+                await asyncio.sleep(0.02)
+            return closed, stats_of(server)
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    closed, stats = run(main())
+    assert closed
+    assert stats.refused["tls"] == 1 and stats.accepted == 0 and stats.pending == 0
+    assert not recorder.records
+
+
+def test_ssl_handshake_timeout_is_checked() -> None:
+    for bad, error in ((0, ValueError), (-1, ValueError), ("5", TypeError), (True, TypeError)):
+        with pytest.raises(error, match="ssl_handshake_timeout"):
+            aio.wrap_protocol_factory(asyncio.Protocol, trusted=["127.0.0.1"],
+                                      ssl_handshake_timeout=bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("bad", [
+    {"timeout": "5"}, {"timeout": 0}, {"timeout": float("nan")}, {"max_size": 8},
+    {"max_size": 4096.0}, {"policy": "require"}, {"untrusted_policy": Policy.USE},
+    {"trust_unix_peers": 1}, {"trusted": ["10.0.0.1/8"]},
+])
+def test_options_are_checked_as_proxy_options_checks_them(bad: dict[str, Any]) -> None:
+    """One set of exception types for every adapter: the asyncio entry points raise what
+    ``ProxyOptions`` (which the blocking adapter uses) raises, for the same value."""
+    arguments: dict[str, Any] = {"trusted": TRUSTED, **bad}
+    with pytest.raises((TypeError, ValueError)) as expected:
+        ProxyOptions(arguments.pop("trusted"), **arguments)
+    for make in (
+        lambda: aio.wrap_protocol_factory(asyncio.Protocol, **{"trusted": TRUSTED, **bad}),
+        lambda: aio.uvicorn_http_protocol(http=asyncio.Protocol, **{"trusted": TRUSTED, **bad}),
+    ):
+        with pytest.raises(type(expected.value)):
+            make()
+
+    async def endpoints() -> None:
+        with pytest.raises(type(expected.value)):
+            await aio.start_server(Recorder().streams_cb, "127.0.0.1", 0,
+                                   **{"trusted": TRUSTED, **bad})
+        if "timeout" not in bad:
+            with pytest.raises(type(expected.value)):
+                await aio.create_datagram_endpoint(Datagrams, ("127.0.0.1", 0),
+                                                   **{"trusted": TRUSTED, **bad})
+
+    run(endpoints())
+
+
+def test_options_object_or_keywords_and_no_deadline() -> None:
+    options = ProxyOptions(TRUSTED, policy=Policy.USE, timeout=None)
+    factory = aio.wrap_protocol_factory(asyncio.Protocol, options=options)
+    assert factory._config.options is options
+    with pytest.raises(TypeError, match="not both"):
+        aio.wrap_protocol_factory(asyncio.Protocol, options=options, timeout=3)
+    with pytest.raises(TypeError, match="not both"):
+        aio.wrap_protocol_factory(asyncio.Protocol, options=options, trusted=TRUSTED)
+    with pytest.raises(TypeError, match="required"):
+        aio.wrap_protocol_factory(asyncio.Protocol)
+    recorder = Recorder()
+
+    async def main() -> tuple[Any, bytes, aio.ProxyStats]:
+        # timeout=None: no deadline queue at all; the connection is served when it speaks
+        served = aio.wrap_protocol_factory(recorder.protocol_factory, options=options)
+        server = await asyncio.get_running_loop().create_server(served, "127.0.0.1", 0)
+        try:
+            sock = await connect_from(TRUSTED_V4, port_of(server))
+            with sock:
+                await asyncio.sleep(0.05)
+                await asyncio.get_running_loop().sock_sendall(sock, HEADER + b"late")
+                sock.shutdown(socket.SHUT_WR)
+                answer = await read_all(sock, limit=5)
+        finally:
+            server.close()
+            await server.wait_closed()
+        return served._config._deadlines, answer, served.stats
+
+    deadlines, answer, stats = run(main())
+    assert deadlines is None
+    assert answer == b"ok" and stats.accepted == 1
+    (record,) = recorder.records.values()
+    assert record.peername == SRC and record.data == b"late"

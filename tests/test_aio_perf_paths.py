@@ -34,7 +34,7 @@ from proxyproto import (
     encode_v1,
     encode_v2,
 )
-from proxyproto._aio_transport import ProxiedSocket, ProxiedTransport
+from proxyproto.aio._transport import ProxiedSocket, ProxiedTransport
 
 SRC, DST = ("192.0.2.10", 40000), ("198.51.100.20", 443)
 V2 = encode_v2(SRC, DST)
@@ -466,3 +466,49 @@ def test_layer_view_reports_original_addresses_on_a_real_socket() -> None:
 
     run(main())
     gc.collect()
+
+
+# -- the layer on the connection-start machine: each byte parsed once -------------------
+
+
+@pytest.mark.parametrize("chunks, expected, parses", [
+    ([INVALID + PAYLOAD], "invalid", [len(INVALID + PAYLOAD)]),  # one parse, one refusal
+    ([b"GET / HTTP/1.1\r\n"], "no_header", [16]),
+    ([V2 + PAYLOAD], "accepted", [len(V2 + PAYLOAD)]),
+    # a v1 line byte by byte: no parse before its LF (one parse of it, at the LF)
+    ([bytes([byte]) for byte in V1] + [PAYLOAD], "accepted", [len(V1)]),
+    # a v2 header byte by byte: none for the signature, then the fixed part's last four
+    # bytes as they come (version, family, length), then the whole header once
+    ([bytes([byte]) for byte in V2] + [PAYLOAD], "accepted", [13, 14, 15, 16, len(V2)]),
+])
+def test_the_layer_parses_each_chunk_once(
+    monkeypatch: pytest.MonkeyPatch, chunks: list[bytes], expected: str, parses: list[int]
+) -> None:
+    """The PROXY layer asks the machine (no raise-and-catch per partial chunk): the
+    compiled/reference ``parse_or_needed`` is called once per decision point (never
+    twice on the same bytes), and ``parse`` (the raising entry point) never."""
+    calls: list[int] = []
+    real = proxyproto._impl.parse_or_needed
+
+    def counting(data: Any, max_size: int = 65551) -> Any:
+        calls.append(len(data))
+        return real(data, max_size=max_size)
+
+    def no_parse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the raising parse() was called")
+
+    monkeypatch.setattr(proxyproto._impl, "parse_or_needed", counting)
+    monkeypatch.setattr(proxyproto._impl, "parse", no_parse)
+
+    async def main() -> aio.ProxyStats:
+        factory = aio.wrap_protocol_factory(App, trusted=["127.0.0.0/8"], timeout=30)
+        layer, transport = factory(), FakeTransport()
+        layer.connection_made(transport)
+        for chunk in chunks:
+            layer.data_received(chunk)
+        return factory.stats
+
+    stats = run(main())
+    outcome = "accepted" if stats.accepted else next(iter(stats.refused))
+    assert outcome == expected
+    assert calls == parses

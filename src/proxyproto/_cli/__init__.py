@@ -23,7 +23,7 @@ __all__ = ["SUBCOMMANDS", "build_parser", "main"]
 
 #: The sub-command modules, in the order ``--help`` lists them.
 SUBCOMMANDS: tuple[str, ...] = (
-    "_decode", "_encode", "_send", "_whoami", "_demo", "_k3s",
+    "_decode", "_encode", "_send", "_whoami", "_demo", "_uvicorn", "_k3s",
 )
 
 _EPILOG = """\

@@ -13,16 +13,20 @@ import types
 from collections.abc import Mapping
 from typing import Any
 
-from ._header import ProxyHeader
-from ._policy import resolve_addresses
+from .._header import ProxyHeader
+from .._policy import resolve_addresses
 
 __all__ = [
+    "STREAM_PROTOCOLS",
     "ForwardingTransport",
     "ProxiedSocket",
     "ProxiedTransport",
     "TLSFeedTransport",
     "feed_protocol",
 ]
+
+#: the stream protocol classes a transport feeds
+STREAM_PROTOCOLS = (asyncio.Protocol, asyncio.BufferedProtocol)
 
 
 def feed_protocol(protocol: asyncio.BaseProtocol, data: bytes) -> None:

@@ -1,0 +1,247 @@
+"""uvicorn behind the PROXY layer: a protocol class for ``uvicorn.Config(http=...)``.
+
+:func:`uvicorn_http_protocol` makes a subclass of :class:`UvicornHTTPProtocol` bound to
+one set of options. uvicorn creates one per connection, as it would its own HTTP protocol;
+once the header is accepted, the layer hands the connection to uvicorn's protocol (h11,
+httptools, and from there its WebSocket protocols) with:
+
+* ``scope["client"]`` / ``scope["server"]``: the header's addresses (the socket's own
+  for ``LOCAL`` and ``UNKNOWN``), through the transport's ``get_extra_info``;
+* ``scope["extensions"]["proxy_protocol"]``: the header and the proxy's own addresses;
+* uvicorn's ``X-Forwarded-For`` route (``proxy_headers``) off unless
+  ``forwarded_headers=True``: behind the PROXY layer the address comes from the header.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import ssl as _ssl
+from collections.abc import Awaitable
+from typing import Any, Callable, ClassVar, Optional, cast
+
+from .._adapters import ProxyStats
+from .._header import ProxyHeader
+from .._options import UNSET, ProxyOptions
+from .._policy import ConnectionPolicy, Policy
+from ._layer import ProxyProtocolLayer, Trusted, _Config, make_config
+
+__all__ = ["BAD_REQUEST", "UvicornHTTPProtocol", "uvicorn_http_protocol"]
+
+#: what ``bad_request=True`` answers a trusted peer whose header is missing or bad
+_BODY = b"Invalid PROXY protocol header\n"
+BAD_REQUEST = (b"HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain; charset=utf-8\r\n"
+               b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(_BODY), _BODY))
+
+#: uvicorn's own logger for server events; gunicorn's worker wires it to its error log
+_UVICORN_LOGGER = "uvicorn.error"
+
+
+class _WithProxyHeader:
+    """The ASGI app of one connection: adds ``scope["extensions"]["proxy_protocol"]``."""
+
+    __slots__ = ("app", "extension", "ws_class")
+
+    def __init__(self, app: Callable[..., Awaitable[None]], extension: dict[str, Any],
+                 ws_class: Any = None) -> None:
+        self.app = app
+        self.extension = extension
+        self.ws_class = ws_class
+
+    def websocket(self, config: Any, **kwargs: Any) -> Any:
+        """Stands for uvicorn's WebSocket protocol class on one connection: the upgraded
+        connection's app is this one too (an upgrade is rare: a config copy is fine)."""
+        return self.ws_class(config=_config_with_app(config, self), **kwargs)
+
+    def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Awaitable[None]:
+        # a plain function returning the app's awaitable: no coroutine frame of our own
+        extensions = scope.get("extensions")
+        if extensions is None:
+            scope["extensions"] = {"proxy_protocol": self.extension}
+        else:
+            extensions["proxy_protocol"] = self.extension
+        return self.app(scope, receive, send)
+
+
+def _uvicorn_own(http_class: Any) -> bool:
+    """Whether ``http_class`` is (a subclass of) one of uvicorn's HTTP/1.1 protocols."""
+    own: list[type] = []
+    for module, name in (("uvicorn.protocols.http.h11_impl", "H11Protocol"),
+                         ("uvicorn.protocols.http.httptools_impl", "HttpToolsProtocol")):
+        try:
+            own.append(getattr(importlib.import_module(module), name))
+        except (ImportError, AttributeError):
+            continue
+    return isinstance(http_class, type) and issubclass(http_class, tuple(own))
+
+
+def _config_with_app(config: Any, app: Any) -> Any:
+    """A shallow copy of a ``uvicorn.Config`` whose ``loaded_app`` is ``app``."""
+    copy = object.__new__(type(config))
+    copy.__dict__.update(config.__dict__)
+    copy.loaded_app = app
+    return copy
+
+
+class _Setup:
+    """What the connections of one :func:`uvicorn_http_protocol` class share."""
+
+    __slots__ = ("_configs", "config", "forwarded_headers", "http_class", "patch")
+
+    def __init__(self, http_class: Callable[..., asyncio.Protocol], config: _Config,
+                 forwarded_headers: bool) -> None:
+        self.http_class = http_class
+        #: uvicorn's own HTTP protocols keep the app and the WebSocket class as the
+        #: attributes ``app`` and ``ws_protocol_class``: those are replaced on the
+        #: connection's protocol (cheap); any other class gets a copy of the config
+        self.patch = _uvicorn_own(http_class)
+        self.config = config
+        self.forwarded_headers = forwarded_headers
+        # uvicorn's Config -> the one the connections get (without the X-Forwarded-For route)
+        self._configs: tuple[Any, Any] | None = None
+
+    def base_config(self, config: Any) -> Any:
+        """``config`` as this server's connections see it: uvicorn's ``proxy_headers``
+        middleware (the ``X-Forwarded-For`` route) removed unless it was asked for."""
+        configs = self._configs
+        if configs is not None and configs[0] is config:
+            return configs[1]
+        if not config.loaded:
+            config.load()
+        base = config
+        if not self.forwarded_headers:
+            from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+            app = config.loaded_app
+            if isinstance(app, ProxyHeadersMiddleware):
+                base = _config_with_app(config, app.app)
+                logging.getLogger(_UVICORN_LOGGER).info(
+                    "proxyproto: X-Forwarded-For/-Proto ignored, the client address comes "
+                    "from the PROXY header (forwarded_headers=True to combine them)")
+        self._configs = (config, base)
+        return base
+
+
+class UvicornHTTPProtocol(ProxyProtocolLayer):
+    """The PROXY layer in front of uvicorn's HTTP protocol, for ``uvicorn.Config(http=)``.
+
+    Not used directly: :func:`uvicorn_http_protocol` returns a subclass bound to its
+    options, which uvicorn instantiates once per connection as it would its own class.
+
+    Attributes:
+        stats: the :class:`ProxyStats` of the connections (a class attribute, shared by
+            every connection of the subclass).
+    """
+
+    __slots__ = ("_uvicorn",)
+
+    stats: ClassVar[ProxyStats]
+    _setup: ClassVar[_Setup]
+
+    def __init__(self, config: Any, server_state: Any, app_state: Optional[Any] = None,
+                 _loop: Optional[asyncio.AbstractEventLoop] = None) -> None:
+        setup = self._setup
+        # what uvicorn gave, for its own protocol once the header is settled (no closure:
+        # this runs for every connection)
+        self._uvicorn = (setup.base_config(config), server_state, app_state, _loop)
+        super().__init__(setup.http_class, setup.config)
+
+    def _new_app(self, header: ProxyHeader | None) -> asyncio.BaseProtocol:
+        config, server_state, app_state, loop = self._uvicorn
+        setup = self._setup
+        app = None
+        if header is not None:
+            extension = {"header": header, "socket_peername": self._peer,
+                         "socket_sockname": self._local}
+            app = _WithProxyHeader(config.loaded_app, extension, config.ws_protocol_class)
+            if not setup.patch:
+                config = _config_with_app(config, app)
+        if app_state is None:  # uvicorn before 0.27 has no app_state
+            protocol: Any = setup.http_class(config=config, server_state=server_state,
+                                             _loop=loop)
+        else:
+            protocol = setup.http_class(config=config, server_state=server_state,
+                                        app_state=app_state, _loop=loop)
+        if app is not None and setup.patch:
+            protocol.app = app
+            if app.ws_class is not None:
+                protocol.ws_protocol_class = app.websocket
+        return cast(asyncio.BaseProtocol, protocol)
+
+
+def uvicorn_http_protocol(
+    *,
+    trusted: Trusted | None = None,
+    http: str | Callable[..., asyncio.Protocol] = "auto",
+    forwarded_headers: bool = False,
+    bad_request: bool = False,
+    policy: ConnectionPolicy = UNSET,
+    untrusted_policy: Policy | None = UNSET,
+    timeout: float | None = UNSET,
+    max_size: int = UNSET,
+    trust_unix_peers: bool = UNSET,
+    options: ProxyOptions | None = None,
+    ssl: _ssl.SSLContext | None = None,
+    ssl_handshake_timeout: float | None = None,
+    stats: ProxyStats | None = None,
+) -> type[UvicornHTTPProtocol]:
+    """Serve uvicorn behind a PROXY-protocol proxy: pass the result as ``http=``.
+
+    >>> uvicorn.run(app, host="10.0.0.5", port=8000,  # doctest: +SKIP
+    ...             http=uvicorn_http_protocol(trusted=["10.0.0.0/24"]))
+
+    The ASGI ``scope["client"]`` and ``scope["server"]`` are then the original client
+    and destination (the socket's own for ``LOCAL``/``UNKNOWN`` headers), and
+    ``scope["extensions"]["proxy_protocol"]`` is ``{"header": ProxyHeader,
+    "socket_peername": ..., "socket_sockname": ...}`` (the proxy's own addresses); it is
+    absent when no header was read. For TLS passthrough, give the ``SSLContext`` here
+    (TLS starts after the header), not to uvicorn's ``ssl_*`` options (those start TLS
+    first). Refusals are logged on ``uvicorn.error``: WARNING for a trusted peer that
+    sent no header or a bad one, INFO otherwise.
+
+    Args:
+        trusted: the peers allowed to send a header (``TrustedProxies`` or CIDR strings).
+        http: uvicorn's HTTP implementation: ``"auto"``, ``"h11"``, ``"httptools"`` or
+            a protocol class.
+        forwarded_headers: also honour uvicorn's ``proxy_headers`` (``X-Forwarded-For``
+            and ``-Proto`` from the addresses in ``forwarded_allow_ips``, judged on the
+            header's client address). Off by default: any client that reaches the proxy
+            could otherwise write its own address.
+        bad_request: answer a trusted peer whose header is missing or bad with
+            ``400 Bad Request`` before closing (as gunicorn does), instead of closing.
+        policy: as for :func:`wrap_protocol_factory`, like the options below.
+        untrusted_policy: see :func:`wrap_protocol_factory`.
+        timeout: see :func:`wrap_protocol_factory`.
+        max_size: see :func:`wrap_protocol_factory`.
+        trust_unix_peers: trust the peers of a UNIX-socket listener (uvicorn ``uds=``
+            behind nginx or HAProxy on the same host); off by default.
+        options: see :func:`wrap_protocol_factory`.
+        ssl: a server ``SSLContext``: TLS after the header (TLS passthrough).
+        ssl_handshake_timeout: see :func:`wrap_protocol_factory`.
+        stats: see :func:`wrap_protocol_factory`.
+
+    Returns:
+        The protocol class for ``uvicorn.Config(http=...)``; ``.stats`` holds the
+        counters.
+
+    Raises:
+        ImportError: uvicorn is not installed (with a named implementation).
+        KeyError: an unknown implementation name.
+        TypeError, ValueError: a bad option (as for :func:`wrap_protocol_factory`).
+    """
+    config = make_config(options, trusted=trusted, policy=policy,
+                         untrusted_policy=untrusted_policy, timeout=timeout,
+                         max_size=max_size, trust_unix_peers=trust_unix_peers, ssl=ssl,
+                         ssl_handshake_timeout=ssl_handshake_timeout, stats=stats)
+    config.log = logging.getLogger(_UVICORN_LOGGER)
+    config.refusal_response = BAD_REQUEST if bad_request else None
+    if isinstance(http, str):
+        uvicorn_config: Any = importlib.import_module("uvicorn.config")
+        importer: Any = importlib.import_module("uvicorn.importer")
+        http = importer.import_from_string(uvicorn_config.HTTP_PROTOCOLS[http])
+    if not callable(http):
+        raise TypeError(f"http must be an implementation name or a protocol class, not {http!r}")
+    setup = _Setup(http, config, bool(forwarded_headers))
+    return type("ProxyUvicornHTTPProtocol", (UvicornHTTPProtocol,),
+                {"__slots__": (), "stats": config.stats, "_setup": setup})
