@@ -69,7 +69,7 @@ def test_arguments_and_their_errors(app_dir: Path, monkeypatch: pytest.MonkeyPat
     assert "go together" in capsys.readouterr().err
     missing = str(app_dir / "missing.pem")
     assert run_command(parse("whoapp:app", "--trusted", TRUSTED, "--ssl-certfile", missing,
-                             "--ssl-keyfile", missing)) == 1
+                             "--ssl-keyfile", missing)) == 4
     assert "cannot load the TLS certificate" in capsys.readouterr().err
     for bad in (["--trusted", "300.0.0.1"], ["--trusted", TRUSTED, "--port", "99999"],
                 ["--trusted", TRUSTED, "--header-timeout", "0"],
@@ -128,14 +128,14 @@ def test_bad_request_and_forwarded_headers(app_dir: Path) -> None:
     assert missing.startswith(b"HTTP/1.1 400 Bad Request\r\n")
 
 
-def test_address_in_use_is_one_line_and_status_3(app_dir: Path) -> None:
+def test_address_in_use_is_one_line_and_status_10(app_dir: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
         with command(app_dir, "--port", str(port), "--trusted", TRUSTED) as process:
             status = process.wait(30)
-    assert status == 3
+    assert status == 10
     output = (app_dir / "output").read_bytes()
     assert b"address already in use" in output and b"Traceback" not in output
 

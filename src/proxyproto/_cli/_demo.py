@@ -129,7 +129,7 @@ async def _tour(verbose: bool) -> int:
             return fail(f"cannot listen on 127.0.0.1: {exc.strerror or exc}", EXIT_LISTEN)
         async with server:
             port = server.sockets[0].getsockname()[1]
-            stats = server.proxy_stats  # type: ignore[attr-defined]
+            stats = server.proxy_stats
             print(f"whoami on 127.0.0.1:{port}, trusting {_PROXY} only (a header is "
                   f"required from it); every other peer is closed unread\n")
             rows = [("#", "from", "sends", "outcome", "")]

@@ -21,6 +21,7 @@ import sys
 from typing import Any
 
 from .._policy import DEFAULT_TIMEOUT, Policy, TrustedProxies
+from ._common import EXIT_FILE, EXIT_LISTEN, EXIT_MISSING_EXTRA, EXIT_USAGE
 
 __all__ = ["ENVIRONMENT_TRUSTED", "register", "run"]
 
@@ -29,10 +30,9 @@ ENVIRONMENT_TRUSTED = "PROXYPROTO_TRUSTED"
 #: how the options reach uvicorn's worker processes (internal)
 _ENVIRONMENT_OPTIONS = "PROXYPROTO_UVICORN_OPTIONS"
 
-#: exit statuses
-EXIT_USAGE = 2  # bad arguments (as argparse's own)
-EXIT_APP = 1  # the application could not be imported, or a file could not be read
-EXIT_STARTUP = 3  # uvicorn could not start (address in use...), as uvicorn's own
+#: exit statuses (the command line's own, see docs/cli.rst)
+EXIT_APP = 1  # the application could not be imported
+EXIT_STARTUP = EXIT_LISTEN  # uvicorn could not start (address in use...)
 
 _EPILOG = """\
 examples:
@@ -195,7 +195,8 @@ def run(args: argparse.Namespace) -> int:
         import uvicorn
         from uvicorn.importer import ImportFromStringError, import_from_string
     except ImportError:
-        return _fail(EXIT_APP, "uvicorn is not installed (pip install 'proxyproto[uvicorn]')")
+        return _fail(EXIT_MISSING_EXTRA,
+                     "uvicorn is not installed (pip install 'proxyproto[uvicorn]')")
     trusted = _trusted(args)
     if isinstance(trusted, str):
         return _fail(EXIT_USAGE, trusted)
@@ -209,9 +210,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         http = _http_protocol(options)
     except (OSError, ssl.SSLError) as exc:
-        return _fail(EXIT_APP, f"cannot load the TLS certificate or key: {exc}")
+        return _fail(EXIT_FILE, f"cannot load the TLS certificate or key: {exc}")
     except ImportError as exc:
-        return _fail(EXIT_APP, f"--http {args.http}: {exc}")
+        return _fail(EXIT_MISSING_EXTRA, f"--http {args.http}: {exc}")
     sys.path.insert(0, os.path.abspath(args.app_dir))
     try:
         import_from_string(args.app)
@@ -231,7 +232,7 @@ def run(args: argparse.Namespace) -> int:
             uvicorn.run(args.app, workers=args.workers, http=f"{__name__}:_from_environment",
                         **settings)
         except SystemExit as exc:
-            return exc.code if isinstance(exc.code, int) else EXIT_STARTUP
+            return EXIT_STARTUP if exc.code else 0
         return 0
     config = uvicorn.Config(args.app, http=http, **settings)
     server = uvicorn.Server(config)
@@ -240,7 +241,7 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     except SystemExit as exc:  # uvicorn gave up (its reason is logged already)
-        return exc.code if isinstance(exc.code, int) else EXIT_STARTUP
+        return EXIT_STARTUP if exc.code else 0
     finally:
         if args.uds and os.path.exists(args.uds):
             os.remove(args.uds)

@@ -332,7 +332,7 @@ async def _serve(args: argparse.Namespace) -> int:
                     await asyncio.wait_for(whoami.changed.wait(), timeout)
                 except asyncio.TimeoutError:
                     break
-            stats = server.proxy_stats  # type: ignore[attr-defined]
+            stats = server.proxy_stats
             summary = {"event": "summary", "served": whoami.served,
                        "refused": dict(stats.refused)}
             if args.json:
