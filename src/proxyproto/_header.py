@@ -7,25 +7,33 @@ results compare equal whichever implementation produced them.
 from __future__ import annotations
 
 import enum
+import re
 import socket
-from typing import NamedTuple, Optional, Union
+from collections.abc import Iterable
+from typing import Any, Callable, Generic, NamedTuple, Optional, TypeVar, Union, overload
 
 from ._errors import InvalidHeader
 
 __all__ = [
     "Address",
     "Command",
+    "InetAddress",
     "ProxyHeader",
     "SSLClient",
     "SSLInfo",
     "SSLSubtype",
     "TLV",
     "TLVType",
+    "UnixAddress",
 ]
 
-#: An address as found in a header: ``(host, port)`` for INET/INET6, a path for AF_UNIX
-#: (``str``; ``bytes`` for a Linux abstract name, whose first byte is NUL).
-Address = Union[tuple[str, int], str, bytes]
+#: An INET/INET6 address: ``(host, port)``, the host as ``socket.inet_ntop`` writes it.
+InetAddress = tuple[str, int]
+#: An AF_UNIX address: the path as ``str``, or ``bytes`` for a Linux abstract name (its
+#: first byte is NUL).
+UnixAddress = Union[str, bytes]
+#: An address as found in a header: an :data:`InetAddress` or a :data:`UnixAddress`.
+Address = Union[InetAddress, str, bytes]
 
 
 class Command(enum.IntEnum):
@@ -172,15 +180,239 @@ def decode_ssl(value: bytes) -> SSLInfo:
     return SSLInfo(value[0], verify, sub_tlvs=tuple(subs), **fields)  # type: ignore[arg-type]
 
 
-class ProxyHeader(NamedTuple):
+# -- typed accessors' plumbing ---------------------------------------------------------
+
+# TLV type numbers as plain ints: a lookup compares ints, it never builds an enum member.
+_ALPN = 0x01
+_AUTHORITY = 0x02
+_CRC32C = 0x03
+_UNIQUE_ID = 0x05
+_SSL = 0x20
+_NETNS = 0x30
+_GCP = 0xE0
+_AWS = 0xEA
+_AZURE = 0xEE
+_AWS_VPCE_ID = re.compile(rb"\x01[A-Za-z0-9-]*\Z")  # subtype 0x01, then the id
+
+_decode_ssl: Optional[Callable[[bytes], SSLInfo]] = None
+
+
+def _ssl_decoder() -> Callable[[bytes], SSLInfo]:
+    """The selected implementation's SSL decoder (compiled when it has one), found once."""
+    global _decode_ssl
+    if _decode_ssl is None:
+        from . import _impl  # here, not at import time: _impl imports the twins, which import us
+
+        _decode_ssl = getattr(_impl, "decode_ssl", decode_ssl)
+    return _decode_ssl
+
+
+_T = TypeVar("_T")
+_H = TypeVar("_H", bound="ProxyHeader")
+
+
+class _cached(Generic[_T]):
+    """A read-only attribute computed at its first access and kept in the instance dict.
+
+    A non-data descriptor: once the value is stored, attribute lookup finds it in the
+    instance's ``__dict__`` without calling this descriptor again.
+    """
+
+    def __init__(self, compute: Callable[[Any], _T]) -> None:
+        self._compute = compute
+        self._name = compute.__name__
+        self.__doc__ = compute.__doc__
+
+    @overload
+    def __get__(self, header: None, owner: Optional[type] = None) -> _cached[_T]: ...
+
+    @overload
+    def __get__(self, header: ProxyHeader, owner: Optional[type] = None) -> _T: ...
+
+    def __get__(self, header: Optional[ProxyHeader], owner: Optional[type] = None) -> Any:
+        if header is None:
+            return self
+        value = self._compute(header)
+        header.__dict__[self._name] = value
+        return value
+
+
+# -- validation of a header's fields -------------------------------------------------
+
+_V1_MAX_LENGTH = 107
+_V2_MAX_LENGTH = 16 + 0xFFFF
+_FAMILIES = {socket.AF_UNSPEC, socket.AF_INET, socket.AF_INET6, socket.AF_UNIX}
+_TRANSPORTS = {socket.SOCK_STREAM, socket.SOCK_DGRAM}
+_BLOCK_SIZES = {socket.AF_UNSPEC: 0, socket.AF_INET: 12, socket.AF_INET6: 36, socket.AF_UNIX: 216}
+
+
+def _int_field(name: str, value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"ProxyHeader {name} must be an int, not {type(value).__name__}")
+    return value
+
+
+def _inet(name: str, value: object, family: socket.AddressFamily) -> InetAddress:
+    """A ``(host, port)`` pair of ``family``, host in canonical form."""
+    if type(value) is not tuple or len(value) != 2:
+        raise TypeError(
+            f"ProxyHeader {name} must be a (host, port) tuple for {family.name}, not {value!r}"
+        )
+    host, port = value
+    if not isinstance(host, str):
+        raise TypeError(f"ProxyHeader {name} host must be a str, not {type(host).__name__}")
+    _int_field(f"{name} port", port)
+    if not 0 <= port <= 0xFFFF:
+        raise ValueError(f"ProxyHeader {name} port {port} is outside 0..65535")
+    try:
+        packed = socket.inet_pton(family, host)
+    except (OSError, ValueError):
+        raise ValueError(
+            f"ProxyHeader {name} host {host!r} is not an {family.name} address"
+        ) from None
+    return socket.inet_ntop(family, packed), port
+
+
+def _unix(name: str, value: object) -> UnixAddress:
+    """An AF_UNIX path as ``parse`` gives it: ``bytes`` only for an abstract name."""
+    if isinstance(value, bytes):
+        return value if value[:1] == b"\x00" else value.decode("utf-8", "surrogateescape")
+    if not isinstance(value, str):
+        raise TypeError(f"ProxyHeader {name} must be a str or bytes path for AF_UNIX, "
+                        f"not {type(value).__name__}")
+    return value
+
+
+def _tlv_tuple(tlvs: object) -> tuple[TLV, ...]:
+    if isinstance(tlvs, (str, bytes)) or not isinstance(tlvs, Iterable):
+        raise TypeError(
+            f"ProxyHeader tlvs must be an iterable of (type, value) pairs, not {tlvs!r}"
+        )
+    items = []
+    for item in tlvs:
+        if not isinstance(item, tuple) or len(item) != 2:
+            raise TypeError(f"each ProxyHeader TLV must be a (type, value) pair, not {item!r}")
+        tlv_type, value = item
+        _int_field("TLV type", tlv_type)
+        if not 0 <= tlv_type <= 0xFF:
+            raise ValueError(f"ProxyHeader TLV type {tlv_type} is outside 0..255")
+        if type(value) is not bytes:
+            raise TypeError(f"ProxyHeader TLV 0x{tlv_type:02x} value must be bytes, "
+                            f"not {type(value).__name__}")
+        items.append(item if type(item) is TLV else TLV(tlv_type, value))
+    return tuple(items)
+
+
+def _validate(
+    version: object, command: object, family: object, transport: object, source: object,
+    destination: object, tlvs: object, length: object,
+) -> tuple[Any, ...]:
+    """The eight checked and normalised fields, then the header's canonical encoding.
+
+    Accepts exactly what :func:`proxyproto.parse` can return, so every accessor of the
+    result works and :meth:`ProxyHeader.to_bytes` gives a header ``parse`` accepts.
+    """
+    from ._impl import encode_v1, encode_v2
+
+    if _int_field("version", version) not in (1, 2):
+        raise ValueError(f"ProxyHeader version {version} is neither 1 nor 2")
+    command_number = _int_field("command", command)
+    if command_number not in (0, 1):
+        raise ValueError(f"ProxyHeader command {command} is neither LOCAL (0) nor PROXY (1)")
+    cmd = Command(command_number)
+    family_number = _int_field("family", family)
+    if family_number not in _FAMILIES:
+        raise ValueError(f"ProxyHeader family {family} is not AF_INET, AF_INET6, AF_UNIX "
+                         "or AF_UNSPEC")
+    fam = socket.AddressFamily(family_number)
+    kind: Optional[socket.SocketKind] = None
+    if transport is not None:
+        transport_number = _int_field("transport", transport)
+        if transport_number not in _TRANSPORTS:
+            raise ValueError(f"ProxyHeader transport {transport} is neither SOCK_STREAM nor "
+                             "SOCK_DGRAM (nor None)")
+        kind = socket.SocketKind(transport_number)
+    if (kind is None) != (fam == socket.AF_UNSPEC):
+        raise ValueError(f"ProxyHeader transport must be None exactly when the family is "
+                         f"AF_UNSPEC (family {fam.name}, transport {kind!r})")
+    items = _tlv_tuple(tlvs)
+    src: Optional[Address] = None
+    dst: Optional[Address] = None
+    resolved = cmd == Command.PROXY and fam != socket.AF_UNSPEC  # the header's addresses count
+    if resolved:
+        if fam == socket.AF_UNIX:
+            src, dst = _unix("source", source), _unix("destination", destination)
+        else:
+            src, dst = _inet("source", source, fam), _inet("destination", destination, fam)
+    elif source is not None or destination is not None:
+        raise ValueError("ProxyHeader source and destination must be None for a LOCAL or "
+                         "AF_UNSPEC header (the receiver uses the connection's addresses)")
+    if version == 1:
+        if cmd != Command.PROXY:
+            raise ValueError("a v1 ProxyHeader is always PROXY, never LOCAL")
+        if fam == socket.AF_UNIX:
+            raise ValueError("a v1 ProxyHeader has no AF_UNIX form")
+        if kind not in (None, socket.SOCK_STREAM):
+            raise ValueError("a v1 ProxyHeader's transport is SOCK_STREAM (or None for UNKNOWN)")
+        if items:
+            raise ValueError("a v1 ProxyHeader has no TLVs")
+        wire = encode_v1(src, dst)  # type: ignore[arg-type]  # INET pairs, checked above
+        low = len(wire)
+        # A v1 TCP4 line has one spelling; IPv6 text and UNKNOWN's tail may be longer.
+        high = low if fam == socket.AF_INET else _V1_MAX_LENGTH
+    else:
+        crcs = [value for tlv_type, value in items if tlv_type == _CRC32C]
+        if len(crcs) > 1:
+            raise ValueError("a ProxyHeader holds at most one CRC32C TLV")
+        if crcs and len(crcs[0]) != 4:
+            raise ValueError(f"ProxyHeader CRC32C TLV is {len(crcs[0])} bytes, expected 4")
+        try:
+            wire = encode_v2(src, dst, transport=kind or socket.SOCK_STREAM,
+                             tlvs=[t for t in items if t[0] != _CRC32C], crc32c=bool(crcs))
+        except ValueError as exc:
+            raise ValueError(f"ProxyHeader cannot be encoded: {exc}") from None
+        low = high = len(wire)
+        if not resolved and cmd == Command.LOCAL:
+            # A LOCAL header keeps the family byte as sent: its address block (ignored)
+            # comes before the TLVs; with no TLV, any part of it may be there.
+            block = _BLOCK_SIZES[fam]
+            high = low + block
+            if items:
+                low = high
+    if length is None:
+        length = high
+    elif not low <= _int_field("length", length) <= high:
+        span = f"{low}" if low == high else f"{low}..{high}"
+        raise ValueError(f"ProxyHeader length {length} does not fit its fields: {span} expected")
+    return version, cmd, fam, kind, src, dst, items, length, wire
+
+
+class _ProxyHeaderFields(NamedTuple):
+    version: int
+    command: Command
+    family: socket.AddressFamily
+    transport: Optional[socket.SocketKind]
+    source: Optional[Address]
+    destination: Optional[Address]
+    tlvs: tuple[TLV, ...]
+    length: int
+
+
+class ProxyHeader(_ProxyHeaderFields):
     """A parsed (or to-be-encoded) PROXY protocol header. Immutable, hashable, ``==`` by value.
+
+    A tuple of eight fields. ``ProxyHeader(...)`` checks them and raises ``TypeError`` or
+    ``ValueError`` for any combination :func:`proxyproto.parse` could not return; ``tlvs``
+    may be any iterable of ``(type, value)`` pairs, hosts are put in canonical form, and
+    ``length`` defaults to the size of the header's encoding.
 
     Attributes:
         version: ``1`` or ``2``.
         command: :attr:`Command.PROXY` or :attr:`Command.LOCAL` (v1 is always ``PROXY``).
         family: ``socket.AF_INET``, ``AF_INET6``, ``AF_UNIX`` or ``AF_UNSPEC`` (v1
             ``UNKNOWN`` is ``AF_UNSPEC``). For v2 LOCAL it is the family byte as sent.
-        transport: ``socket.SOCK_STREAM``, ``socket.SOCK_DGRAM`` or ``None`` (unspecified).
+        transport: ``socket.SOCK_STREAM``, ``socket.SOCK_DGRAM`` or ``None`` (unspecified,
+            exactly when the family is ``AF_UNSPEC``).
         source: the original client: ``(host, port)`` for INET/INET6 (host as
             ``socket.inet_ntop`` writes it), the path for AF_UNIX. ``None`` whenever the
             receiver must use the real connection's addresses (v2 LOCAL, AF_UNSPEC, v1
@@ -191,14 +423,47 @@ class ProxyHeader(NamedTuple):
         length: how many bytes the header took; application data starts there.
     """
 
-    version: int
-    command: Command
-    family: socket.AddressFamily
-    transport: Optional[socket.SocketKind]
-    source: Optional[Address]
-    destination: Optional[Address]
-    tlvs: tuple[TLV, ...]
-    length: int
+    # No __slots__: the instance dict holds the decoded SSL TLV (see ``ssl``), nothing else.
+    # The parsers build headers without this constructor (they produce valid fields).
+
+    def __new__(
+        cls,
+        version: int,
+        command: Union[Command, int],
+        family: Union[socket.AddressFamily, int],
+        transport: Optional[Union[socket.SocketKind, int]],
+        source: Optional[Address],
+        destination: Optional[Address],
+        tlvs: Iterable[tuple[int, bytes]] = (),
+        length: Optional[int] = None,
+    ) -> ProxyHeader:
+        fields = _validate(version, command, family, transport, source, destination, tlvs,
+                           length)
+        return tuple.__new__(cls, fields[:8])
+
+    @classmethod
+    def _make(  # type: ignore[override]  # mypy's NamedTuple stub types it by the fields
+        cls: type[_H], iterable: Iterable[Any]
+    ) -> _H:
+        """Build from an iterable of the eight fields, checked as by ``ProxyHeader(...)``."""
+        return cls(*iterable)
+
+    def _replace(self, **changes: Any) -> ProxyHeader:
+        """A copy with some fields changed, checked; ``length`` is recomputed unless given."""
+        fields = self._asdict()
+        fields["length"] = None
+        fields.update(changes)
+        return ProxyHeader(**fields)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"ProxyHeader is immutable: cannot set {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"ProxyHeader is immutable: cannot delete {name!r}")
+
+    def __getstate__(self) -> None:
+        # Pickle and copy as the eight fields only, never the cached SSL decoding.
+        return None
 
     # -- equality: by value, and only with other ProxyHeaders (not with plain tuples) --
 
@@ -219,121 +484,121 @@ class ProxyHeader(NamedTuple):
 
     def get_tlv(self, tlv_type: int) -> Optional[bytes]:
         """The value of the first TLV of ``tlv_type``, or ``None`` when absent."""
-        for tlv in self.tlvs:
-            if tlv[0] == tlv_type:
-                return tlv[1]
+        for item_type, value in self.tlvs:
+            if item_type == tlv_type:
+                return value
         return None
 
     def get_tlvs(self, tlv_type: int) -> tuple[bytes, ...]:
         """The values of every TLV of ``tlv_type``, in wire order."""
-        return tuple(tlv[1] for tlv in self.tlvs if tlv[0] == tlv_type)
+        return tuple(value for item_type, value in self.tlvs if item_type == tlv_type)
 
     @property
     def is_local(self) -> bool:
         """``True`` when the receiver must use the real connection's addresses."""
         return self.source is None
 
+    # Accessors never raise on a header that ``parse`` returned or ``ProxyHeader(...)``
+    # accepted: both checked the registered TLVs' encodings.
+
     @property
     def alpn(self) -> Optional[bytes]:
         """The ALPN TLV (0x01): the negotiated application protocol, e.g. ``b"h2"``."""
-        return self.get_tlv(TLVType.ALPN)
+        for item_type, value in self.tlvs:
+            if item_type == _ALPN:
+                return value
+        return None
 
     @property
     def authority(self) -> Optional[str]:
         """The AUTHORITY TLV (0x02): the host name the client asked for (TLS SNI)."""
-        value = self.get_tlv(TLVType.AUTHORITY)
-        return None if value is None else value.decode("utf-8")
+        for item_type, value in self.tlvs:
+            if item_type == _AUTHORITY:
+                return value.decode("utf-8")
+        return None
 
     @property
     def crc32c(self) -> Optional[int]:
         """The CRC32C TLV's value as an integer (already verified by ``parse``)."""
-        value = self.get_tlv(TLVType.CRC32C)
-        return None if value is None else int.from_bytes(value, "big")
+        for item_type, value in self.tlvs:
+            if item_type == _CRC32C:
+                return int.from_bytes(value, "big")
+        return None
 
     @property
     def unique_id(self) -> Optional[bytes]:
         """The UNIQUE_ID TLV (0x05): an opaque connection id of at most 128 bytes."""
-        return self.get_tlv(TLVType.UNIQUE_ID)
+        for item_type, value in self.tlvs:
+            if item_type == _UNIQUE_ID:
+                return value
+        return None
 
     @property
     def netns(self) -> Optional[str]:
         """The NETNS TLV (0x30): the network namespace name."""
-        value = self.get_tlv(TLVType.NETNS)
-        return None if value is None else value.decode("ascii")
-
-    @property
-    def ssl(self) -> Optional[SSLInfo]:
-        """The SSL TLV (0x20) decoded, with its sub-TLVs."""
-        value = self.get_tlv(TLVType.SSL)
-        return None if value is None else decode_ssl(value)
-
-    def _vendor(self, tlv_type: int, subtype: int) -> Optional[bytes]:
-        for tlv in self.tlvs:
-            if tlv[0] == tlv_type and tlv[1][:1] == bytes((subtype,)):
-                return tlv[1][1:]
+        for item_type, value in self.tlvs:
+            if item_type == _NETNS:
+                return value.decode("ascii")
         return None
+
+    @_cached
+    def ssl(self) -> Optional[SSLInfo]:
+        """The SSL TLV (0x20) decoded, with its sub-TLVs; decoded once, at first access."""
+        for item_type, value in self.tlvs:
+            if item_type == _SSL:
+                return _ssl_decoder()(value)
+        return None
+
+    # The vendors' TLVs sit in the custom range 0xE0-0xEF, which other programs use too
+    # (hitch puts a client certificate in 0xE0): a TLV without the vendor's layout is not
+    # the vendor's, so it is skipped, and the first one with the layout is the answer.
 
     @property
     def aws_vpce_id(self) -> Optional[str]:
         """AWS VPC endpoint id (TLV 0xEA, subtype 0x01), e.g. ``"vpce-08d2bf15fac5001c9"``.
 
-        Raises:
-            InvalidHeader: the TLV is present but is not ASCII letters, digits and ``-``.
+        ``None`` when no 0xEA TLV has subtype 0x01 followed by ASCII letters, digits and
+        ``-`` only.
         """
-        value = self._vendor(TLVType.AWS, AWS_SUBTYPE_VPCE_ID)
-        if value is None:
-            return None
-        if not all(c == 0x2D or 0x30 <= c <= 0x39 or 0x41 <= c <= 0x5A or 0x61 <= c <= 0x7A
-                   for c in value):
-            raise InvalidHeader("AWS VPC endpoint id TLV holds characters other than [A-Za-z0-9-]")
-        return value.decode("ascii")
+        for item_type, value in self.tlvs:
+            if item_type == _AWS and _AWS_VPCE_ID.match(value) is not None:
+                return value[1:].decode("ascii")
+        return None
 
     @property
     def azure_link_id(self) -> Optional[int]:
         """Azure private endpoint link id (TLV 0xEE, subtype 0x01, uint32 little-endian).
 
-        Raises:
-            InvalidHeader: the TLV is present but its value is not exactly 5 bytes.
+        ``None`` when no 0xEE TLV is exactly 5 bytes starting with subtype 0x01.
         """
-        value = self._vendor(TLVType.AZURE, AZURE_SUBTYPE_PRIVATEENDPOINT_LINKID)
-        if value is None:
-            return None
-        if len(value) != 4:
-            raise InvalidHeader(f"Azure link id TLV is {len(value) + 1} bytes, expected 5")
-        return int.from_bytes(value, "little")
+        for item_type, value in self.tlvs:
+            if item_type == _AZURE and len(value) == 5 and value[0] == 0x01:
+                return int.from_bytes(value[1:], "little")
+        return None
 
     @property
     def gcp_psc_id(self) -> Optional[int]:
         """Google Cloud PSC connection id (TLV 0xE0, uint64 big-endian, no subtype).
 
-        Raises:
-            InvalidHeader: the TLV is present but its value is not exactly 8 bytes.
+        ``None`` when no 0xE0 TLV is exactly 8 bytes.
         """
-        value = self.get_tlv(TLVType.GCP)
-        if value is None:
-            return None
-        if len(value) != 8:
-            raise InvalidHeader(f"GCP PSC connection id TLV is {len(value)} bytes, expected 8")
-        return int.from_bytes(value, "big")
+        for item_type, value in self.tlvs:
+            if item_type == _GCP and len(value) == 8:
+                return int.from_bytes(value, "big")
+        return None
 
     def to_bytes(self) -> bytes:
         """Encode this header again (canonically) with the selected implementation.
 
         A CRC32C TLV, if present, is recomputed and moved to the end; v2 ``LOCAL`` and
         ``AF_UNSPEC`` headers are written as ``LOCAL``; v1 ``UNKNOWN`` as ``PROXY UNKNOWN``.
-        """
-        from ._impl import encode_v1, encode_v2
 
-        if self.version == 1:
-            return encode_v1(self.source, self.destination)  # type: ignore[arg-type]
-        tlvs = [t for t in self.tlvs if t[0] != TLVType.CRC32C]
-        return encode_v2(
-            self.source,
-            self.destination,
-            transport=self.transport or socket.SOCK_STREAM,
-            tlvs=tlvs,
-            crc32c=len(tlvs) != len(self.tlvs),
-        )
+        Raises:
+            TypeError, ValueError: the fields are not a header ``parse`` could return
+                (possible only for a tuple built around ``ProxyHeader(...)``'s checks).
+        """
+        wire: bytes = _validate(*self)[8]
+        return wire
 
     def __repr__(self) -> str:
         parts = [f"version={self.version}", f"command={self.command.name}",
