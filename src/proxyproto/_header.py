@@ -209,6 +209,7 @@ def _ssl_decoder() -> Callable[[bytes], SSLInfo]:
 
 _T = TypeVar("_T")
 _H = TypeVar("_H", bound="ProxyHeader")
+_E = TypeVar("_E", Command, socket.AddressFamily, socket.SocketKind)
 
 
 class _cached(Generic[_T]):
@@ -240,28 +241,38 @@ class _cached(Generic[_T]):
 # -- validation of a header's fields -------------------------------------------------
 
 _V1_MAX_LENGTH = 107
-_V2_MAX_LENGTH = 16 + 0xFFFF
-_FAMILIES = {socket.AF_UNSPEC, socket.AF_INET, socket.AF_INET6, socket.AF_UNIX}
-_TRANSPORTS = {socket.SOCK_STREAM, socket.SOCK_DGRAM}
+_COMMANDS = {0: Command.LOCAL, 1: Command.PROXY}
+_FAMILIES = {int(f): f for f in (socket.AF_UNSPEC, socket.AF_INET, socket.AF_INET6,
+                                 socket.AF_UNIX)}
+_TRANSPORTS = {int(k): k for k in (socket.SOCK_STREAM, socket.SOCK_DGRAM)}
+# The v2 address block of each family: a LOCAL header may carry it (ignored) before its TLVs.
 _BLOCK_SIZES = {socket.AF_UNSPEC: 0, socket.AF_INET: 12, socket.AF_INET6: 36, socket.AF_UNIX: 216}
 
 
-def _int_field(name: str, value: object) -> int:
-    if not isinstance(value, int) or isinstance(value, bool):
+def _is_int(value: object) -> bool:
+    return type(value) is int or (isinstance(value, int) and not isinstance(value, bool))
+
+
+def _enum_field(name: str, value: object, members: dict[int, _E], what: str) -> _E:
+    if not _is_int(value):
         raise TypeError(f"ProxyHeader {name} must be an int, not {type(value).__name__}")
-    return value
+    member: Optional[_E] = members.get(value)  # type: ignore[call-overload]
+    if member is None:
+        raise ValueError(f"ProxyHeader {name} {value!r} is not {what}")
+    return member
 
 
 def _inet(name: str, value: object, family: socket.AddressFamily) -> InetAddress:
-    """A ``(host, port)`` pair of ``family``, host in canonical form."""
+    """A ``(host, port)`` pair of ``family``, the host in canonical form."""
     if type(value) is not tuple or len(value) != 2:
         raise TypeError(
             f"ProxyHeader {name} must be a (host, port) tuple for {family.name}, not {value!r}"
         )
     host, port = value
-    if not isinstance(host, str):
+    if type(host) is not str:
         raise TypeError(f"ProxyHeader {name} host must be a str, not {type(host).__name__}")
-    _int_field(f"{name} port", port)
+    if not _is_int(port):
+        raise TypeError(f"ProxyHeader {name} port must be an int, not {type(port).__name__}")
     if not 0 <= port <= 0xFFFF:
         raise ValueError(f"ProxyHeader {name} port {port} is outside 0..65535")
     try:
@@ -270,77 +281,76 @@ def _inet(name: str, value: object, family: socket.AddressFamily) -> InetAddress
         raise ValueError(
             f"ProxyHeader {name} host {host!r} is not an {family.name} address"
         ) from None
-    return socket.inet_ntop(family, packed), port
+    canonical = socket.inet_ntop(family, packed)
+    return value if canonical == host and type(port) is int else (canonical, int(port))
 
 
 def _unix(name: str, value: object) -> UnixAddress:
     """An AF_UNIX path as ``parse`` gives it: ``bytes`` only for an abstract name."""
-    if isinstance(value, bytes):
+    if type(value) is bytes:
         return value if value[:1] == b"\x00" else value.decode("utf-8", "surrogateescape")
-    if not isinstance(value, str):
+    if type(value) is not str:
         raise TypeError(f"ProxyHeader {name} must be a str or bytes path for AF_UNIX, "
                         f"not {type(value).__name__}")
     return value
 
 
 def _tlv_tuple(tlvs: object) -> tuple[TLV, ...]:
-    if isinstance(tlvs, (str, bytes)) or not isinstance(tlvs, Iterable):
-        raise TypeError(
-            f"ProxyHeader tlvs must be an iterable of (type, value) pairs, not {tlvs!r}"
-        )
-    items = []
-    for item in tlvs:
-        if not isinstance(item, tuple) or len(item) != 2:
-            raise TypeError(f"each ProxyHeader TLV must be a (type, value) pair, not {item!r}")
-        tlv_type, value = item
-        _int_field("TLV type", tlv_type)
-        if not 0 <= tlv_type <= 0xFF:
-            raise ValueError(f"ProxyHeader TLV type {tlv_type} is outside 0..255")
-        if type(value) is not bytes:
-            raise TypeError(f"ProxyHeader TLV 0x{tlv_type:02x} value must be bytes, "
-                            f"not {type(value).__name__}")
-        items.append(item if type(item) is TLV else TLV(tlv_type, value))
-    return tuple(items)
+    """``tlvs`` as a tuple of :class:`TLV` with ``bytes`` values (the encoder checks types)."""
+    if type(tlvs) is not tuple:
+        if isinstance(tlvs, (str, bytes, bytearray, memoryview)):
+            raise TypeError(f"ProxyHeader tlvs must be (type, value) pairs, not {tlvs!r}")
+        try:
+            tlvs = tuple(tlvs)  # type: ignore[arg-type]
+        except TypeError:
+            raise TypeError(
+                f"ProxyHeader tlvs must be an iterable of (type, value) pairs, not {tlvs!r}"
+            ) from None
+    assert isinstance(tlvs, tuple)
+    converted: Optional[list[TLV]] = None
+    for index, item in enumerate(tlvs):
+        if type(item) is not TLV:
+            if not isinstance(item, tuple) or len(item) != 2:
+                raise TypeError(f"each ProxyHeader TLV must be a (type, value) pair, "
+                                f"not {item!r}")
+            if converted is None:
+                converted = list(tlvs[:index])
+            item = TLV(*item)
+        if not _is_int(item[0]):
+            raise TypeError(f"ProxyHeader TLV type must be an int, not {type(item[0]).__name__}")
+        if type(item[1]) is not bytes:
+            raise TypeError(f"ProxyHeader TLV value must be bytes, not {type(item[1]).__name__}")
+        if converted is not None:
+            converted.append(item)
+    return tlvs if converted is None else tuple(converted)
 
 
 def _validate(
     version: object, command: object, family: object, transport: object, source: object,
     destination: object, tlvs: object, length: object,
-) -> tuple[Any, ...]:
-    """The eight checked and normalised fields, then the header's canonical encoding.
+) -> tuple[ProxyHeader, bytes]:
+    """The checked, normalised header (a ProxyHeader tuple) and its canonical encoding.
 
     Accepts exactly what :func:`proxyproto.parse` can return, so every accessor of the
     result works and :meth:`ProxyHeader.to_bytes` gives a header ``parse`` accepts.
     """
-    from ._impl import encode_v1, encode_v2
-
-    if _int_field("version", version) not in (1, 2):
+    if not _is_int(version):
+        raise TypeError(f"ProxyHeader version must be an int, not {type(version).__name__}")
+    if version not in (1, 2):
         raise ValueError(f"ProxyHeader version {version} is neither 1 nor 2")
-    command_number = _int_field("command", command)
-    if command_number not in (0, 1):
-        raise ValueError(f"ProxyHeader command {command} is neither LOCAL (0) nor PROXY (1)")
-    cmd = Command(command_number)
-    family_number = _int_field("family", family)
-    if family_number not in _FAMILIES:
-        raise ValueError(f"ProxyHeader family {family} is not AF_INET, AF_INET6, AF_UNIX "
-                         "or AF_UNSPEC")
-    fam = socket.AddressFamily(family_number)
-    kind: Optional[socket.SocketKind] = None
-    if transport is not None:
-        transport_number = _int_field("transport", transport)
-        if transport_number not in _TRANSPORTS:
-            raise ValueError(f"ProxyHeader transport {transport} is neither SOCK_STREAM nor "
-                             "SOCK_DGRAM (nor None)")
-        kind = socket.SocketKind(transport_number)
-    if (kind is None) != (fam == socket.AF_UNSPEC):
+    cmd = _enum_field("command", command, _COMMANDS, "LOCAL (0) or PROXY (1)")
+    fam = _enum_field("family", family, _FAMILIES, "AF_INET, AF_INET6, AF_UNIX or AF_UNSPEC")
+    kind = None if transport is None else _enum_field(
+        "transport", transport, _TRANSPORTS, "SOCK_STREAM, SOCK_DGRAM or None")
+    if (kind is None) is not (fam is socket.AF_UNSPEC):
         raise ValueError(f"ProxyHeader transport must be None exactly when the family is "
                          f"AF_UNSPEC (family {fam.name}, transport {kind!r})")
     items = _tlv_tuple(tlvs)
     src: Optional[Address] = None
     dst: Optional[Address] = None
-    resolved = cmd == Command.PROXY and fam != socket.AF_UNSPEC  # the header's addresses count
+    resolved = cmd is Command.PROXY and fam is not socket.AF_UNSPEC  # addresses that count
     if resolved:
-        if fam == socket.AF_UNIX:
+        if fam is socket.AF_UNIX:
             src, dst = _unix("source", source), _unix("destination", destination)
         else:
             src, dst = _inet("source", source, fam), _inet("destination", destination, fam)
@@ -348,43 +358,57 @@ def _validate(
         raise ValueError("ProxyHeader source and destination must be None for a LOCAL or "
                          "AF_UNSPEC header (the receiver uses the connection's addresses)")
     if version == 1:
-        if cmd != Command.PROXY:
-            raise ValueError("a v1 ProxyHeader is always PROXY, never LOCAL")
-        if fam == socket.AF_UNIX:
-            raise ValueError("a v1 ProxyHeader has no AF_UNIX form")
-        if kind not in (None, socket.SOCK_STREAM):
-            raise ValueError("a v1 ProxyHeader's transport is SOCK_STREAM (or None for UNKNOWN)")
-        if items:
-            raise ValueError("a v1 ProxyHeader has no TLVs")
-        wire = encode_v1(src, dst)  # type: ignore[arg-type]  # INET pairs, checked above
+        if cmd is not Command.PROXY or fam is socket.AF_UNIX or items:
+            raise ValueError("a v1 ProxyHeader is PROXY, over AF_INET, AF_INET6 or AF_UNSPEC "
+                             "(UNKNOWN), with no TLVs")
+        if kind is socket.SOCK_DGRAM:
+            raise ValueError("a v1 ProxyHeader's transport is SOCK_STREAM (None for UNKNOWN)")
+        wire = _encoders()[0](src, dst)
         low = len(wire)
         # A v1 TCP4 line has one spelling; IPv6 text and UNKNOWN's tail may be longer.
-        high = low if fam == socket.AF_INET else _V1_MAX_LENGTH
+        high = low if fam is socket.AF_INET else _V1_MAX_LENGTH
     else:
-        crcs = [value for tlv_type, value in items if tlv_type == _CRC32C]
-        if len(crcs) > 1:
-            raise ValueError("a ProxyHeader holds at most one CRC32C TLV")
-        if crcs and len(crcs[0]) != 4:
-            raise ValueError(f"ProxyHeader CRC32C TLV is {len(crcs[0])} bytes, expected 4")
+        plain = [item for item in items if item[0] != _CRC32C]
+        if len(plain) != len(items):
+            crcs = [value for tlv_type, value in items if tlv_type == _CRC32C]
+            if len(crcs) > 1:
+                raise ValueError("a ProxyHeader holds at most one CRC32C TLV")
+            if len(crcs[0]) != 4:
+                raise ValueError(f"ProxyHeader CRC32C TLV is {len(crcs[0])} bytes, expected 4")
         try:
-            wire = encode_v2(src, dst, transport=kind or socket.SOCK_STREAM,
-                             tlvs=[t for t in items if t[0] != _CRC32C], crc32c=bool(crcs))
+            wire = _encoders()[1](src, dst, transport=kind or socket.SOCK_STREAM, tlvs=plain,
+                                  crc32c=len(plain) != len(items))
         except ValueError as exc:
             raise ValueError(f"ProxyHeader cannot be encoded: {exc}") from None
         low = high = len(wire)
-        if not resolved and cmd == Command.LOCAL:
-            # A LOCAL header keeps the family byte as sent: its address block (ignored)
-            # comes before the TLVs; with no TLV, any part of it may be there.
-            block = _BLOCK_SIZES[fam]
-            high = low + block
+        if cmd is Command.LOCAL:
+            # The family byte as sent: its address block (ignored) comes before the TLVs;
+            # with no TLV, any part of it may be there.
+            high = low + _BLOCK_SIZES[fam]
             if items:
                 low = high
     if length is None:
-        length = high
-    elif not low <= _int_field("length", length) <= high:
+        length = low if version == 1 else high  # v2 LOCAL: with the family's address block
+    elif not _is_int(length):
+        raise TypeError(f"ProxyHeader length must be an int, not {type(length).__name__}")
+    elif not low <= length <= high:  # type: ignore[operator]
         span = f"{low}" if low == high else f"{low}..{high}"
         raise ValueError(f"ProxyHeader length {length} does not fit its fields: {span} expected")
-    return version, cmd, fam, kind, src, dst, items, length, wire
+    fields = (version, cmd, fam, kind, src, dst, items, length)
+    return tuple.__new__(ProxyHeader, fields), wire
+
+
+_encode: Optional[tuple[Callable[..., bytes], Callable[..., bytes]]] = None
+
+
+def _encoders() -> tuple[Callable[..., bytes], Callable[..., bytes]]:
+    """The selected implementation's ``encode_v1`` and ``encode_v2``, found once."""
+    global _encode
+    if _encode is None:
+        from ._impl import encode_v1, encode_v2
+
+        _encode = encode_v1, encode_v2
+    return _encode
 
 
 class _ProxyHeaderFields(NamedTuple):
@@ -437,9 +461,9 @@ class ProxyHeader(_ProxyHeaderFields):
         tlvs: Iterable[tuple[int, bytes]] = (),
         length: Optional[int] = None,
     ) -> ProxyHeader:
-        fields = _validate(version, command, family, transport, source, destination, tlvs,
-                           length)
-        return tuple.__new__(cls, fields[:8])
+        header, _ = _validate(version, command, family, transport, source, destination, tlvs,
+                              length)
+        return header if cls is ProxyHeader else tuple.__new__(cls, header)
 
     @classmethod
     def _make(  # type: ignore[override]  # mypy's NamedTuple stub types it by the fields
@@ -597,8 +621,7 @@ class ProxyHeader(_ProxyHeaderFields):
             TypeError, ValueError: the fields are not a header ``parse`` could return
                 (possible only for a tuple built around ``ProxyHeader(...)``'s checks).
         """
-        wire: bytes = _validate(*self)[8]
-        return wire
+        return _validate(*self)[1]
 
     def __repr__(self) -> str:
         parts = [f"version={self.version}", f"command={self.command.name}",
