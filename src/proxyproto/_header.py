@@ -10,7 +10,7 @@ import enum
 import re
 import socket
 from collections.abc import Iterable
-from typing import Any, Callable, Generic, NamedTuple, Optional, TypeVar, Union, overload
+from typing import Any, Callable, NamedTuple, Optional, TypeVar, Union
 
 from ._errors import InvalidHeader
 
@@ -22,6 +22,7 @@ __all__ = [
     "SSLClient",
     "SSLInfo",
     "SSLSubtype",
+    "SocketAddress",
     "TLV",
     "TLVType",
     "UnixAddress",
@@ -34,6 +35,10 @@ InetAddress = tuple[str, int]
 UnixAddress = Union[str, bytes]
 #: An address as found in a header: an :data:`InetAddress` or a :data:`UnixAddress`.
 Address = Union[InetAddress, str, bytes]
+#: An address as a socket reports it (``getpeername()``, ``getsockname()``): what a
+#: header holds, or AF_INET6's ``(host, port, flowinfo, scope_id)``. The type of an
+#: "original client" that falls back to the socket's peer when the header has none.
+SocketAddress = Union[InetAddress, tuple[str, int, int, int], str, bytes]
 
 
 class Command(enum.IntEnum):
@@ -207,35 +212,28 @@ def _ssl_decoder() -> Callable[[bytes], SSLInfo]:
     return _decode_ssl
 
 
-_T = TypeVar("_T")
+# Decoded SSL TLVs by value: a header's ``ssl`` is decoded at its first access only, and
+# the many connections whose TLS parameters are the same share one decoding (an SSLInfo
+# is immutable). Bounded: at most _SSL_CACHE_ENTRIES values of at most _SSL_CACHE_VALUE
+# bytes each are kept (the cache is emptied when full), so distinct values cost no more.
+_SSL_CACHE: dict[bytes, SSLInfo] = {}
+_SSL_CACHE_ENTRIES = 256
+_SSL_CACHE_VALUE = 4096
+
+
+def _decoded_ssl(value: bytes) -> SSLInfo:
+    info = _SSL_CACHE.get(value)
+    if info is None:
+        info = _ssl_decoder()(value)
+        if len(value) <= _SSL_CACHE_VALUE:
+            if len(_SSL_CACHE) >= _SSL_CACHE_ENTRIES:
+                _SSL_CACHE.clear()
+            _SSL_CACHE[value] = info
+    return info
+
+
 _H = TypeVar("_H", bound="ProxyHeader")
 _E = TypeVar("_E", Command, socket.AddressFamily, socket.SocketKind)
-
-
-class _cached(Generic[_T]):
-    """A read-only attribute computed at its first access and kept in the instance dict.
-
-    A non-data descriptor: once the value is stored, attribute lookup finds it in the
-    instance's ``__dict__`` without calling this descriptor again.
-    """
-
-    def __init__(self, compute: Callable[[Any], _T]) -> None:
-        self._compute = compute
-        self._name = compute.__name__
-        self.__doc__ = compute.__doc__
-
-    @overload
-    def __get__(self, header: None, owner: Optional[type] = None) -> _cached[_T]: ...
-
-    @overload
-    def __get__(self, header: ProxyHeader, owner: Optional[type] = None) -> _T: ...
-
-    def __get__(self, header: Optional[ProxyHeader], owner: Optional[type] = None) -> Any:
-        if header is None:
-            return self
-        value = self._compute(header)
-        header.__dict__[self._name] = value
-        return value
 
 
 # -- validation of a header's fields -------------------------------------------------
@@ -271,7 +269,7 @@ def _inet(name: str, value: object, family: socket.AddressFamily) -> InetAddress
     host, port = value
     if type(host) is not str:
         raise TypeError(f"ProxyHeader {name} host must be a str, not {type(host).__name__}")
-    if not _is_int(port):
+    if type(port) is not int and not _is_int(port):
         raise TypeError(f"ProxyHeader {name} port must be an int, not {type(port).__name__}")
     if not 0 <= port <= 0xFFFF:
         raise ValueError(f"ProxyHeader {name} port {port} is outside 0..65535")
@@ -309,6 +307,10 @@ def _tlv_tuple(tlvs: object) -> tuple[TLV, ...]:
     assert isinstance(tlvs, tuple)
     converted: Optional[list[TLV]] = None
     for index, item in enumerate(tlvs):
+        if type(item) is TLV and type(item[0]) is int and type(item[1]) is bytes:
+            if converted is not None:
+                converted.append(item)
+            continue  # as the parsers build them (the encoder checks the type's range)
         if type(item) is not TLV:
             if not isinstance(item, tuple) or len(item) != 2:
                 raise TypeError(f"each ProxyHeader TLV must be a (type, value) pair, "
@@ -334,7 +336,7 @@ def _validate(
     Accepts exactly what :func:`proxyproto.parse` can return, so every accessor of the
     result works and :meth:`ProxyHeader.to_bytes` gives a header ``parse`` accepts.
     """
-    if not _is_int(version):
+    if type(version) is not int and not _is_int(version):
         raise TypeError(f"ProxyHeader version must be an int, not {type(version).__name__}")
     if version not in (1, 2):
         raise ValueError(f"ProxyHeader version {version} is neither 1 nor 2")
@@ -389,7 +391,7 @@ def _validate(
                 low = high
     if length is None:
         length = low if version == 1 else high  # v2 LOCAL: with the family's address block
-    elif not _is_int(length):
+    elif type(length) is not int and not _is_int(length):
         raise TypeError(f"ProxyHeader length must be an int, not {type(length).__name__}")
     elif not low <= length <= high:  # type: ignore[operator]
         span = f"{low}" if low == high else f"{low}..{high}"
@@ -447,8 +449,7 @@ class ProxyHeader(_ProxyHeaderFields):
         length: how many bytes the header took; application data starts there.
     """
 
-    # No __slots__: the instance dict holds the decoded SSL TLV (see ``ssl``), nothing else.
-    # The parsers build headers without this constructor (they produce valid fields).
+    __slots__ = ()  # the eight fields only; the parsers build the tuple without __new__
 
     def __new__(
         cls,
@@ -478,16 +479,6 @@ class ProxyHeader(_ProxyHeaderFields):
         fields["length"] = None
         fields.update(changes)
         return ProxyHeader(**fields)
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError(f"ProxyHeader is immutable: cannot set {name!r}")
-
-    def __delattr__(self, name: str) -> None:
-        raise AttributeError(f"ProxyHeader is immutable: cannot delete {name!r}")
-
-    def __getstate__(self) -> None:
-        # Pickle and copy as the eight fields only, never the cached SSL decoding.
-        return None
 
     # -- equality: by value, and only with other ProxyHeaders (not with plain tuples) --
 
@@ -565,12 +556,16 @@ class ProxyHeader(_ProxyHeaderFields):
                 return value.decode("ascii")
         return None
 
-    @_cached
+    @property
     def ssl(self) -> Optional[SSLInfo]:
-        """The SSL TLV (0x20) decoded, with its sub-TLVs; decoded once, at first access."""
+        """The SSL TLV (0x20) decoded, with its sub-TLVs.
+
+        Decoded at the first access and kept (by value, so headers with the same SSL TLV
+        share one decoding): a later access costs a dictionary lookup.
+        """
         for item_type, value in self.tlvs:
             if item_type == _SSL:
-                return _ssl_decoder()(value)
+                return _decoded_ssl(value)
         return None
 
     # The vendors' TLVs sit in the custom range 0xE0-0xEF, which other programs use too
