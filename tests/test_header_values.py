@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 
 from cases import VALID
+from doc_blocks import ROOT, blocks
 from proxyproto import TLV, Command, ProxyHeader, SSLInfo, _header, _impl
 from proxyproto import strategies as pps
 
@@ -267,3 +268,11 @@ def test_accessors_take_the_first_tlv_of_their_type(impl: ModuleType, name: str)
     assert getattr(one, name) is not None
     assert getattr(one, name) == getattr(two, name)
     assert getattr(impl.parse(impl.encode_v2(A4, B4, tlvs=SECOND)), name) != getattr(one, name)
+
+
+def test_api_page_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    """The "Building a header" example of docs/api.rst runs as written."""
+    code = [block.code for block in blocks([ROOT / "docs" / "api.rst"])]
+    assert code, "docs/api.rst lost its example"
+    exec(compile("\n".join(code), "docs/api.rst", "exec"), {})
+    assert capsys.readouterr().out == "ProxyHeader version 7 is neither 1 nor 2\n"
