@@ -105,13 +105,15 @@ def test_io_code_uses_the_selected_implementation() -> None:
 
 
 def test_extension_is_not_stale() -> None:
-    """In a development tree the .so must be newer than the .pyx (run ``pip install -e .``)."""
+    """In a development tree the .so must be newer than the .pyx and its .pxi includes
+    (run ``pip install -e .``)."""
     pyx = SRC / "_fast.pyx"
     built = list(SRC.glob("_fast.*.so")) + list(SRC.glob("_fast.*.pyd"))
     if NO_EXTENSIONS or not pyx.exists() or not built:
         pytest.skip("not a development tree with a built extension")
-    assert max(p.stat().st_mtime for p in built) >= pyx.stat().st_mtime, (
-        "_fast.pyx changed after the extension was built: run `pip install -e .`"
+    sources = [pyx, *SRC.glob("_fast_*.pxi")]
+    assert max(p.stat().st_mtime for p in built) >= max(p.stat().st_mtime for p in sources), (
+        "_fast.pyx or an include changed after the extension was built: run `pip install -e .`"
     )
 
 

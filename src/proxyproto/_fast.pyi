@@ -6,17 +6,21 @@ import socket
 from collections.abc import Iterable
 from typing import Optional, Union
 
-from ._header import Address, ProxyHeader
+from ._header import Address, ProxyHeader, SSLInfo
 
 __all__ = [
-    "MAX_V2_SIZE", "V1_MAX_LENGTH", "crc32c", "encode_v1", "encode_v2", "parse", "parse_or_needed",
+    "COMPILED_CONSTANTS", "MAX_V2_SIZE", "V1_MAX_LENGTH", "V2_SIGNATURE", "crc32c", "decode_ssl",
+    "encode_v1", "encode_v2", "parse", "parse_or_needed",
 ]
 
 V2_SIGNATURE: bytes
 V1_MAX_LENGTH: int
 MAX_V2_SIZE: int
+#: The C-level constants by the names of ``_constants`` (tests/test_constants.py).
+COMPILED_CONSTANTS: dict[str, Union[int, bytes]]
 
 def crc32c(data: Union[bytes, bytearray, memoryview], value: int = 0) -> int: ...
+def decode_ssl(value: bytes) -> SSLInfo: ...
 def parse(
     data: Union[bytes, bytearray, memoryview], *, max_size: int = ...
 ) -> ProxyHeader: ...

@@ -1,6 +1,7 @@
-# cython: language_level=3, embedsignature=True, freethreading_compatible=True
+# cython: language_level=3, embedsignature=True
 # cython: boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
-"""The Cython twin of ``_fallback``: ``parse``, ``encode_v1``, ``encode_v2``, ``crc32c``.
+"""The Cython twin of ``_fallback``: ``parse``, ``parse_or_needed``, ``encode_v1``,
+``encode_v2``, ``crc32c``, ``decode_ssl``.
 
 Same names, signatures, results and exceptions as the pure-Python module, which stays the
 specification. The split between the two is deliberate:
@@ -18,6 +19,24 @@ So the only way the two modules can disagree is C accepting what the fallback re
 formatting a value differently; ``tests/test_differential.py`` hunts for exactly that, and
 ``_parse_c``/``_encode_v1_c``/``_encode_v2_c`` (the C paths alone, returning ``None`` where
 they defer) let the tests check that valid input never leaves the fast path.
+
+The module mirrors the reference's split: this file holds the shared declarations, the
+result builders and the entry points; the include files hold one concern each, like the
+Python modules they follow:
+
+=====================  =================  ==============================================
+include                reference          what
+=====================  =================  ==============================================
+_fast_crc32c.pxi       _crc32c.py         CRC32C, slicing-by-8
+_fast_address.pxi      _address.py        address text: strict parsers, formatters,
+                                          packing for the encoders, UNIX paths
+_fast_v1.pxi           _v1.py             complete, valid v1 lines
+_fast_v2.pxi           _v2.py             the v2 header, TLV value rules, decode_ssl
+_fast_encode.pxi       _encode.py         encode_v1, encode_v2
+=====================  =================  ==============================================
+
+Mutable input (``bytearray``, ``memoryview``) is never read in place: ``_parse_mutable``
+copies at most the header's size first and only the copy is parsed.
 """
 
 import socket
@@ -33,7 +52,13 @@ from cpython.bytes cimport (
 )
 from cpython.list cimport PyList_AsTuple, PyList_CheckExact
 from cpython.bool cimport PyBool_Check
-from cpython.long cimport PyLong_Check, PyLong_CheckExact, PyLong_FromLong, PyLong_FromSsize_t
+from cpython.long cimport (
+    PyLong_Check,
+    PyLong_CheckExact,
+    PyLong_FromLong,
+    PyLong_FromSsize_t,
+    PyLong_FromUnsignedLong,
+)
 from cpython.memoryview cimport PyMemoryView_Check
 from cpython.object cimport PyObject
 from cpython.ref cimport Py_INCREF
@@ -49,11 +74,13 @@ from libc.stdint cimport uint8_t, uint32_t
 from libc.string cimport memcmp, memcpy, memset
 
 from . import _fallback as _fb
+from ._constants import MAX_V2_SIZE, V1_MAX_LENGTH, V2_SIGNATURE
 from ._errors import IncompleteHeader, NoProxyHeader
-from ._header import TLV, Command, ProxyHeader
+from ._header import TLV, Command, ProxyHeader, SSLInfo
 
 __all__ = [
-    "MAX_V2_SIZE", "V1_MAX_LENGTH", "crc32c", "encode_v1", "encode_v2", "parse", "parse_or_needed",
+    "COMPILED_CONSTANTS", "MAX_V2_SIZE", "V1_MAX_LENGTH", "V2_SIGNATURE", "crc32c", "decode_ssl",
+    "encode_v1", "encode_v2", "parse", "parse_or_needed",
 ]
 
 cdef extern from *:
@@ -85,17 +112,31 @@ cdef extern from *:
     long PyLong_AsLongAndOverflow(object o, int *overflow) except? -1
 
 
-#: The v2 signature, 12 bytes ([SPEC §2.2], R-29).
-V2_SIGNATURE = _fb.V2_SIGNATURE
-#: The longest v1 line, CRLF included (R-22, R-24).
-V1_MAX_LENGTH = _fb.V1_MAX_LENGTH
-#: The largest v2 header the spec allows: 16 fixed bytes + a 16-bit length (R-39).
-MAX_V2_SIZE = _fb.MAX_V2_SIZE
-
+# The C-level twins of _constants (same names in COMPILED_CONSTANTS; tests/test_constants.py
+# checks that they agree).
 cdef enum:
-    _V1_MAX = 107  # V1_MAX_LENGTH
+    _V2_FIXED = 16  # V2_FIXED_SIZE
     _V2_MAX = 16 + 0xFFFF  # MAX_V2_SIZE
+    _V1_MAX = 107  # V1_MAX_LENGTH
+    _V1_MIN = 15  # V1_MIN_LENGTH
+    _INET4_BLOCK = 12  # INET4_BLOCK_SIZE
+    _INET6_BLOCK = 36  # INET6_BLOCK_SIZE
+    _UNIX_BLOCK = 216  # UNIX_BLOCK_SIZE
+    _UNIX_PATH = 108  # UNIX_PATH_SIZE
+    _TLV_HEADER = 3  # TLV_HEADER_SIZE
+    _TYPE_AUTHORITY = 0x02
+    _TYPE_CRC32C = 0x03
+    _TYPE_UNIQUE_ID = 0x05
+    _TYPE_SSL = 0x20
+    _TYPE_NETNS = 0x30
+    _CRC32C_SIZE = 4
+    _UNIQUE_ID_MAX = 128
+    _SSL_FIXED = 5  # SSL_FIXED_SIZE
+    _SSL_VERSION = 0x21  # SSL_SUBTYPE_VERSION
+    _SSL_CN = 0x22  # SSL_SUBTYPE_CN
+    _SSL_CLIENT_CERT = 0x28  # SSL_SUBTYPE_CLIENT_CERT
 
+cdef uint32_t _CRC32C_POLY = 0x82F63B78u  # CRC32C_POLYNOMIAL
 cdef const char *_SIG = b"\r\n\r\n\x00\r\nQUIT\n"
 cdef const char *_HEX = b"0123456789abcdef"
 cdef uint8_t _ZEROS[4]  # static storage: all zero
@@ -114,443 +155,38 @@ cdef object _DGRAM = socket.SOCK_DGRAM
 cdef object _ONE = 1
 cdef object _TWO = 2
 cdef object _EMPTY = ()
-cdef object _MAX_SIZE_DEFAULT = _fb.MAX_V2_SIZE
+cdef object _MAX_SIZE_DEFAULT = MAX_V2_SIZE
 cdef object _UNKNOWN_LINE = b"PROXY UNKNOWN\r\n"
 
-# ---------------------------------------------------------------------------------------
-# CRC32C (Castagnoli), slicing-by-8 tables built at import (R-50, R-51).
 
-cdef uint32_t _crc_table[8][256]
+#: The C constants by the names of ``_constants`` (tests/test_constants.py compares them).
+COMPILED_CONSTANTS = {
+    "V2_SIGNATURE": _SIG[:12],
+    "V2_FIXED_SIZE": _V2_FIXED,
+    "MAX_V2_SIZE": _V2_MAX,
+    "V1_MAX_LENGTH": _V1_MAX,
+    "V1_MIN_LENGTH": _V1_MIN,
+    "INET4_BLOCK_SIZE": _INET4_BLOCK,
+    "INET6_BLOCK_SIZE": _INET6_BLOCK,
+    "UNIX_BLOCK_SIZE": _UNIX_BLOCK,
+    "UNIX_PATH_SIZE": _UNIX_PATH,
+    "TLV_HEADER_SIZE": _TLV_HEADER,
+    "TYPE_AUTHORITY": _TYPE_AUTHORITY,
+    "TYPE_CRC32C": _TYPE_CRC32C,
+    "TYPE_UNIQUE_ID": _TYPE_UNIQUE_ID,
+    "TYPE_SSL": _TYPE_SSL,
+    "TYPE_NETNS": _TYPE_NETNS,
+    "CRC32C_SIZE": _CRC32C_SIZE,
+    "UNIQUE_ID_MAX": _UNIQUE_ID_MAX,
+    "SSL_FIXED_SIZE": _SSL_FIXED,
+    "SSL_SUBTYPE_VERSION": _SSL_VERSION,
+    "SSL_SUBTYPE_CN": _SSL_CN,
+    "SSL_SUBTYPE_CLIENT_CERT": _SSL_CLIENT_CERT,
+    "CRC32C_POLYNOMIAL": _CRC32C_POLY,
+}
 
-
-cdef void _crc_init() noexcept:
-    cdef uint32_t crc
-    cdef int i, k
-    for i in range(256):
-        crc = i
-        for k in range(8):
-            crc = (crc >> 1) ^ 0x82F63B78 if crc & 1 else crc >> 1
-        _crc_table[0][i] = crc
-    for i in range(256):
-        for k in range(1, 8):
-            _crc_table[k][i] = (_crc_table[k - 1][i] >> 8) ^ _crc_table[0][_crc_table[k - 1][i] & 0xFF]
-
-
-_crc_init()
-
-
-cdef uint32_t _crc_update(uint32_t crc, const uint8_t *p, Py_ssize_t n) noexcept nogil:
-    """Advance the (pre-inverted) CRC state over n bytes."""
-    cdef uint32_t lo, hi
-    while n >= 8:
-        lo = crc ^ (<uint32_t>p[0] | (<uint32_t>p[1] << 8) | (<uint32_t>p[2] << 16)
-                    | (<uint32_t>p[3] << 24))
-        hi = <uint32_t>p[4] | (<uint32_t>p[5] << 8) | (<uint32_t>p[6] << 16) | (<uint32_t>p[7] << 24)
-        crc = (_crc_table[7][lo & 0xFF] ^ _crc_table[6][(lo >> 8) & 0xFF]
-               ^ _crc_table[5][(lo >> 16) & 0xFF] ^ _crc_table[4][lo >> 24]
-               ^ _crc_table[3][hi & 0xFF] ^ _crc_table[2][(hi >> 8) & 0xFF]
-               ^ _crc_table[1][(hi >> 16) & 0xFF] ^ _crc_table[0][hi >> 24])
-        p += 8
-        n -= 8
-    while n > 0:
-        crc = _crc_table[0][(crc ^ p[0]) & 0xFF] ^ (crc >> 8)
-        p += 1
-        n -= 1
-    return crc
-
-
-def crc32c(data, value=0):
-    cdef Py_buffer view
-    cdef uint32_t crc
-    cdef long start
-    cdef int overflow = 0
-    if not PyLong_CheckExact(value) or not (PyBytes_Check(data) or PyByteArray_Check(data)):
-        return _fb.crc32c(data, value)  # unusual types: the fallback's exact semantics
-    start = PyLong_AsLongAndOverflow(value, &overflow)
-    if overflow or start < 0 or start > 0xFFFFFFFF:
-        return _fb.crc32c(data, value)  # Python ints wider than 32 bits keep their high bits
-    PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
-    try:
-        crc = _crc_update(<uint32_t>start ^ 0xFFFFFFFFu, <const uint8_t *>view.buf, view.len)
-    finally:
-        PyBuffer_Release(&view)
-    return crc ^ 0xFFFFFFFFu
-
-
-# ---------------------------------------------------------------------------------------
-# Text addresses: strict parsers (the fallback's _is_ipv4/_is_ipv6/_is_port) and
-# formatters that write what socket.inet_ntop writes (glibc's RFC 5952 choices).
-
-
-cdef inline bint _is_digit(uint8_t c) noexcept nogil:
-    return 0x30 <= c <= 0x39
-
-
-# Byte -> hex digit value, or -1; and whether the byte may appear in IPv6 text.
-cdef signed char _hex_table[256]
-cdef bint _ipv6_char[256]
-
-
-cdef void _hex_init() noexcept:
-    cdef int c
-    for c in range(256):
-        if 0x30 <= c <= 0x39:
-            _hex_table[c] = c - 0x30
-        elif 0x61 <= c <= 0x66:
-            _hex_table[c] = c - 0x61 + 10
-        elif 0x41 <= c <= 0x46:
-            _hex_table[c] = c - 0x41 + 10
-        else:
-            _hex_table[c] = -1
-        _ipv6_char[c] = _hex_table[c] >= 0 or c == 0x3A or c == 0x2E
-
-
-_hex_init()
-
-
-cdef inline int _hex_value(uint8_t c) noexcept nogil:
-    return _hex_table[c]
-
-
-cdef Py_ssize_t _scan_ipv4(const uint8_t *s, Py_ssize_t n, uint8_t *out) noexcept nogil:
-    """Read a dotted quad at the start of s[:n] (octets 0..255, no leading zeros, R-18);
-    write its 4 bytes and return its length, or -1. The caller checks what follows."""
-    cdef Py_ssize_t i = 0
-    cdef int k
-    cdef unsigned int octet, digit
-    for k in range(4):
-        if i >= n:
-            return -1
-        octet = s[i] - 0x30u
-        if octet > 9:
-            return -1
-        i += 1
-        if octet:  # "0" stands alone; otherwise up to two more digits
-            if i < n and s[i] - 0x30u <= 9:
-                octet = octet * 10 + (s[i] - 0x30u)
-                i += 1
-                if i < n and s[i] - 0x30u <= 9:
-                    octet = octet * 10 + (s[i] - 0x30u)
-                    i += 1
-                    if octet > 255:
-                        return -1
-        out[k] = <uint8_t>octet
-        if k < 3:
-            if i >= n or s[i] != 0x2E:
-                return -1
-            i += 1
-    return i
-
-
-cdef inline bint _parse_ipv4(const uint8_t *s, Py_ssize_t n, uint8_t *out) noexcept nogil:
-    """The whole of s[:n] is a dotted quad (the fallback's _is_ipv4); writes 4 bytes."""
-    return _scan_ipv4(s, n, out) == n
-
-
-cdef bint _parse_ipv6(const uint8_t *s, Py_ssize_t n, uint8_t *out) noexcept nogil:
-    """RFC 4291 text, exactly as the fallback's _is_ipv6 accepts it; writes 16 bytes.
-
-    One pass: groups of 1-4 hex digits separated by ':', at most one "::" (standing for
-    one group or more), and optionally a dotted IPv4 tail standing for the last two.
-    """
-    cdef uint32_t groups[8]
-    cdef int count = 0, double = -1, k, digits, v
-    cdef Py_ssize_t i = 0, start
-    cdef uint32_t value
-    cdef uint8_t v4[4]
-    if n < 2 or n > 45:
-        return False
-    if s[0] == 0x3A:  # a leading ':' must start "::"
-        if s[1] != 0x3A:
-            return False
-        double = 0
-        i = 2
-    while i < n:
-        start = i
-        value = 0
-        digits = 0
-        while i < n and digits < 5:
-            v = _hex_value(s[i])
-            if v < 0:
-                break
-            value = (value << 4) | <uint32_t>v
-            digits += 1
-            i += 1
-        if i < n and s[i] == 0x2E:  # a dotted IPv4 tail: the last two groups
-            if _scan_ipv4(s + start, n - start, v4) != n - start:
-                return False
-            if (count > 5) if double >= 0 else (count != 6):
-                return False  # seven groups at most with "::", eight without (and groups[])
-            groups[count] = (<uint32_t>v4[0] << 8) | v4[1]
-            groups[count + 1] = (<uint32_t>v4[2] << 8) | v4[3]
-            count += 2
-            break
-        if digits == 0 or digits > 4 or count == 8:
-            return False
-        groups[count] = value
-        count += 1
-        if i == n:
-            break
-        if s[i] != 0x3A:
-            return False
-        i += 1
-        if i < n and s[i] == 0x3A:
-            if double >= 0:
-                return False
-            double = count
-            i += 1
-        elif i == n:
-            return False  # a trailing single ':'
-    if double < 0:
-        if count != 8:
-            return False
-        for k in range(8):
-            out[2 * k] = <uint8_t>(groups[k] >> 8)
-            out[2 * k + 1] = <uint8_t>groups[k]
-        return True
-    if count > 7:
-        return False
-    memset(out, 0, 16)
-    for k in range(double):
-        out[2 * k] = <uint8_t>(groups[k] >> 8)
-        out[2 * k + 1] = <uint8_t>groups[k]
-    for k in range(double, count):
-        out[2 * (8 - count + k)] = <uint8_t>(groups[k] >> 8)
-        out[2 * (8 - count + k) + 1] = <uint8_t>groups[k]
-    return True
-
-
-cdef Py_ssize_t _scan_port(const uint8_t *s, Py_ssize_t n, long *port) noexcept nogil:
-    """Read a port at the start of s[:n]: 0..65535, no sign, no leading zero (R-21, A-15).
-    Store it and return its length, or -1. The caller checks what follows."""
-    cdef Py_ssize_t i = 0
-    cdef unsigned long value
-    if n < 1 or s[0] - 0x30u > 9:
-        return -1
-    value = s[0] - 0x30u
-    i = 1
-    if value:
-        while i < n and i < 5 and s[i] - 0x30u <= 9:
-            value = value * 10 + (s[i] - 0x30u)
-            i += 1
-        if value > 0xFFFF:
-            return -1
-    port[0] = <long>value
-    return i
-
-
-# "0".."255" as text, 4 bytes a row (copied whole), and each one's length.
-cdef char _octet_text[256][4]
-cdef uint8_t _octet_len[256]
-
-
-cdef void _octet_init() noexcept:
-    cdef int v
-    for v in range(256):
-        memset(_octet_text[v], 0, 4)
-        if v >= 100:
-            _octet_text[v][0] = <char>(0x30 + v // 100)
-            _octet_text[v][1] = <char>(0x30 + v // 10 % 10)
-            _octet_text[v][2] = <char>(0x30 + v % 10)
-            _octet_len[v] = 3
-        elif v >= 10:
-            _octet_text[v][0] = <char>(0x30 + v // 10)
-            _octet_text[v][1] = <char>(0x30 + v % 10)
-            _octet_len[v] = 2
-        else:
-            _octet_text[v][0] = <char>(0x30 + v)
-            _octet_len[v] = 1
-
-
-_octet_init()
-
-
-cdef inline Py_ssize_t _format_ipv4(const uint8_t *a, char *out) noexcept nogil:
-    """Write a.b.c.d; return its length (7..15). ``out`` needs 3 spare bytes past it."""
-    cdef Py_ssize_t n
-    memcpy(out, _octet_text[a[0]], 4)
-    n = _octet_len[a[0]]
-    out[n] = b'.'
-    memcpy(out + n + 1, _octet_text[a[1]], 4)
-    n += 1 + _octet_len[a[1]]
-    out[n] = b'.'
-    memcpy(out + n + 1, _octet_text[a[2]], 4)
-    n += 1 + _octet_len[a[2]]
-    out[n] = b'.'
-    memcpy(out + n + 1, _octet_text[a[3]], 4)
-    return n + 1 + _octet_len[a[3]]
-
-
-cdef inline Py_ssize_t _format_hex16(uint32_t w, char *out) noexcept nogil:
-    """Lowercase hex without leading zeros (what "%x" writes)."""
-    if w >= 0x1000:
-        out[0] = _HEX[w >> 12]
-        out[1] = _HEX[(w >> 8) & 0xF]
-        out[2] = _HEX[(w >> 4) & 0xF]
-        out[3] = _HEX[w & 0xF]
-        return 4
-    if w >= 0x100:
-        out[0] = _HEX[w >> 8]
-        out[1] = _HEX[(w >> 4) & 0xF]
-        out[2] = _HEX[w & 0xF]
-        return 3
-    if w >= 0x10:
-        out[0] = _HEX[w >> 4]
-        out[1] = _HEX[w & 0xF]
-        return 2
-    out[0] = _HEX[w]
-    return 1
-
-
-cdef Py_ssize_t _format_ipv6(const uint8_t *a, char *out) noexcept nogil:
-    """Write what glibc's inet_ntop writes: the longest run (>= 2, first on ties) of zero
-    groups as "::", lowercase hex, and ::a.b.c.d / ::ffff:a.b.c.d for embedded IPv4."""
-    cdef uint32_t words[8]
-    cdef int i, best_base = -1, best_len = 0, cur_base = -1, cur_len = 0
-    cdef Py_ssize_t n = 0
-    for i in range(8):
-        words[i] = (<uint32_t>a[2 * i] << 8) | a[2 * i + 1]
-        if words[i] == 0:
-            if cur_base < 0:
-                cur_base = i
-                cur_len = 0
-            cur_len += 1
-            if cur_len > best_len:
-                best_base = cur_base
-                best_len = cur_len
-        else:
-            cur_base = -1
-    if best_len < 2:
-        # No run to compress: eight groups.
-        for i in range(8):
-            if i:
-                out[n] = b':'
-                n += 1
-            n += _format_hex16(words[i], out + n)
-        return n
-    if best_base == 0 and (best_len == 6 or (best_len == 5 and words[5] == 0xFFFF)):
-        # IPv4-compatible ::a.b.c.d and IPv4-mapped ::ffff:a.b.c.d.
-        memcpy(out, b"::ffff:", 7)
-        n = 7 if best_len == 5 else 2
-        return n + _format_ipv4(a + 12, out + n)
-    for i in range(best_base):
-        n += _format_hex16(words[i], out + n)
-        out[n] = b':'
-        n += 1
-    if best_base == 0:
-        out[n] = b':'
-        n += 1
-    for i in range(best_base + best_len, 8):
-        out[n] = b':'
-        n += 1
-        n += _format_hex16(words[i], out + n)
-    if best_base + best_len == 8:
-        out[n] = b':'
-        n += 1
-    return n
-
-
-cdef Py_ssize_t _format_port(long port, char *out) noexcept nogil:
-    cdef char digits[8]
-    cdef Py_ssize_t n = 0, k
-    while True:
-        digits[n] = <char>(0x30 + port % 10)
-        n += 1
-        port //= 10
-        if port == 0:
-            break
-    for k in range(n):
-        out[k] = digits[n - 1 - k]
-    return n
-
-
-# ---------------------------------------------------------------------------------------
-# TLV value rules shared by the parser and encode_v2 (the fallback's _tlv_error).
-
-
-cdef bint _is_ascii(const uint8_t *s, Py_ssize_t n) noexcept nogil:
-    cdef Py_ssize_t i
-    for i in range(n):
-        if s[i] & 0x80:
-            return False
-    return True
-
-
-cdef bint _is_utf8(const uint8_t *s, Py_ssize_t n) noexcept nogil:
-    """What bytes.decode("utf-8") accepts: no overlongs, surrogates or code points past
-    U+10FFFF, no truncated sequence."""
-    cdef Py_ssize_t i = 0, k, follow
-    cdef uint8_t c, low, high
-    while i < n:
-        c = s[i]
-        if c < 0x80:
-            i += 1
-            continue
-        if c < 0xC2 or c > 0xF4:
-            return False
-        # The lead byte fixes how many bytes follow and the range of the first of them
-        # (E0 and F0 exclude overlongs, ED surrogates, F4 code points past U+10FFFF).
-        low = 0x80
-        high = 0xBF
-        if c < 0xE0:
-            follow = 1
-        elif c < 0xF0:
-            follow = 2
-            if c == 0xE0:
-                low = 0xA0
-            elif c == 0xED:
-                high = 0x9F
-        else:
-            follow = 3
-            if c == 0xF0:
-                low = 0x90
-            elif c == 0xF4:
-                high = 0x8F
-        if i + follow >= n or not low <= s[i + 1] <= high:
-            return False
-        for k in range(i + 2, i + follow + 1):
-            if (s[k] & 0xC0) != 0x80:
-                return False
-        i += follow + 1
-    return True
-
-
-cdef bint _ssl_valid(const uint8_t *v, Py_ssize_t n) noexcept nogil:
-    """R-54..R-57: client(1) verify(4), then sub-TLVs tiling the value exactly (R-60)."""
-    cdef Py_ssize_t pos = 5, sub_len
-    cdef uint8_t sub_type
-    if n < 5:
-        return False
-    while pos < n:
-        if n - pos < 3:
-            return False
-        sub_type = v[pos]
-        sub_len = (<Py_ssize_t>v[pos + 1] << 8) | v[pos + 2]
-        if pos + 3 + sub_len > n:
-            return False
-        if sub_type == 0x21 or 0x23 <= sub_type <= 0x27:
-            if not _is_ascii(v + pos + 3, sub_len):
-                return False
-        elif sub_type == 0x22:
-            if not _is_utf8(v + pos + 3, sub_len):
-                return False
-        pos += 3 + sub_len
-    return True
-
-
-cdef bint _tlv_valid(uint8_t tlv_type, const uint8_t *v, Py_ssize_t n) noexcept nogil:
-    if tlv_type == 0x03:  # CRC32C: exactly 4 bytes (A-11)
-        return n == 4
-    if tlv_type == 0x05:  # UNIQUE_ID: at most 128 bytes (R-53)
-        return n <= 128
-    if tlv_type == 0x02:  # AUTHORITY: UTF-8 (R-60)
-        return _is_utf8(v, n)
-    if tlv_type == 0x30:  # NETNS: US-ASCII (R-58)
-        return _is_ascii(v, n)
-    if tlv_type == 0x20:  # SSL
-        return _ssl_valid(v, n)
-    return True
-
+include "_fast_crc32c.pxi"
+include "_fast_address.pxi"
 
 # ---------------------------------------------------------------------------------------
 # Building results: fill tuple subclasses directly, one allocation each.
@@ -585,161 +221,8 @@ cdef inline object _address(object host, long port):
     return pair
 
 
-cdef inline object _ipv4_str(const uint8_t *a):
-    cdef char text[20]
-    cdef Py_ssize_t n = _format_ipv4(a, text)
-    return pp_ascii_str(text, n)
 
-
-cdef inline object _ipv6_str(const uint8_t *a):
-    cdef char text[48]
-    cdef Py_ssize_t n = _format_ipv6(a, text)
-    return pp_ascii_str(text, n)
-
-
-# ---------------------------------------------------------------------------------------
-# Version 1 ([SPEC §2.1]): complete, valid lines only; anything else returns None.
-
-
-cdef inline Py_ssize_t _v1_line_end(const uint8_t *p, Py_ssize_t pos, Py_ssize_t limit) noexcept nogil:
-    """The index of the first CR or LF at or after pos, or limit."""
-    while pos < limit and p[pos] != 0x0D and p[pos] != 0x0A:
-        pos += 1
-    return pos
-
-
-cdef Py_ssize_t _v1_address(const uint8_t *p, Py_ssize_t pos, Py_ssize_t limit, bint v6,
-                            uint8_t *out) noexcept nogil:
-    """Read the address field at pos (TCP4: a dotted quad; TCP6: IPv6 text) and the single
-    space after it, writing the packed address; return where the next field starts, or -1.
-    """
-    cdef Py_ssize_t end
-    if v6:
-        # A field holding any other byte is no IPv6 text, so stopping there is enough.
-        end = pos
-        while end < limit and _ipv6_char[p[end]]:
-            end += 1
-        if not _parse_ipv6(p + pos, end - pos, out):
-            return -1
-    else:
-        end = _scan_ipv4(p + pos, limit - pos, out)
-        if end < 0:
-            return -1
-        end += pos
-    if end >= limit or p[end] != 0x20:
-        return -1
-    return end + 1
-
-
-cdef object _parse_v1(const uint8_t *p, Py_ssize_t size):
-    """A complete, valid v1 line ([SPEC §2.1], R-12..R-26); None for anything else."""
-    # The fallback finds the first CRLF within 107 bytes (R-22, R-24), rejects any other
-    # CR or LF before it (R-26), then splits on single spaces.
-    cdef Py_ssize_t limit = size if size < _V1_MAX else _V1_MAX
-    cdef Py_ssize_t pos, n, src_at, dst_at, ports_at
-    cdef uint8_t src[16]
-    cdef uint8_t dst[16]
-    cdef long sport, dport
-    cdef bint v6
-    cdef object src_host, dst_host, family
-    if limit < 15 or p[5] != 0x20:
-        return None
-    if memcmp(p + 6, b"UNKNOWN", 7) == 0 and (p[13] == 0x20 or p[13] == 0x0D):
-        # R-15/R-16: anything after "UNKNOWN " up to the CRLF is ignored.
-        pos = _v1_line_end(p, 13, limit)
-        if pos + 1 >= limit or p[pos] != 0x0D or p[pos + 1] != 0x0A:
-            return None
-        return _new_header(_ONE, _PROXY, _AF_UNSPEC, None, None, None, _EMPTY, pos + 2)
-    if memcmp(p + 6, b"TCP", 3) != 0 or p[10] != 0x20 or (p[9] != 0x34 and p[9] != 0x36):
-        return None
-    # "PROXY TCPx SRC DST SPORT DPORT\r\n": single spaces, nothing else (R-17..R-21).
-    v6 = p[9] == 0x36
-    src_at = 11
-    dst_at = _v1_address(p, src_at, limit, v6, src)
-    if dst_at < 0:
-        return None
-    ports_at = pos = _v1_address(p, dst_at, limit, v6, dst)
-    if pos < 0:
-        return None
-    n = _scan_port(p + pos, limit - pos, &sport)
-    if n < 0 or pos + n >= limit or p[pos + n] != 0x20:
-        return None
-    pos += n + 1
-    n = _scan_port(p + pos, limit - pos, &dport)
-    if n < 0 or pos + n + 1 >= limit or p[pos + n] != 0x0D or p[pos + n + 1] != 0x0A:
-        return None
-    pos += n + 2  # the header's length
-    if not v6:  # a valid dotted quad is already canonical
-        family = _AF_INET
-        src_host = pp_ascii_str(<const char *>p + src_at, dst_at - 1 - src_at)
-        dst_host = pp_ascii_str(<const char *>p + dst_at, ports_at - 1 - dst_at)
-    else:
-        family = _AF_INET6
-        src_host = _ipv6_str(src)
-        dst_host = _ipv6_str(dst)
-    return _new_header(_ONE, _PROXY, family, _STREAM, _address(src_host, sport),
-                       _address(dst_host, dport), _EMPTY, pos)
-
-
-# ---------------------------------------------------------------------------------------
-# Version 2 ([SPEC §2.2])
-
-
-cdef object _parse_tlvs(const uint8_t *p, Py_ssize_t pos, Py_ssize_t end):
-    """The TLVs tiling p[pos:end] (R-48..R-60, CRC32C verified), or None if invalid."""
-    cdef Py_ssize_t start = pos, crc_pos = -1, size, count = 0, i
-    cdef uint8_t tlv_type
-    cdef uint32_t crc
-    cdef object tlvs, tlv
-    while pos < end:
-        if end - pos < 3:
-            return None
-        tlv_type = p[pos]
-        size = (<Py_ssize_t>p[pos + 1] << 8) | p[pos + 2]
-        if pos + 3 + size > end:
-            return None
-        if tlv_type == 0x03:
-            if crc_pos >= 0:
-                return None  # more than one CRC32C TLV
-            crc_pos = pos + 3
-        if not _tlv_valid(tlv_type, p + pos + 3, size):
-            return None
-        count += 1
-        pos += 3 + size
-    if crc_pos >= 0:
-        crc = _crc_update(0xFFFFFFFFu, p, crc_pos)
-        crc = _crc_update(crc, _ZEROS, 4)
-        crc = _crc_update(crc, p + crc_pos + 4, end - crc_pos - 4) ^ 0xFFFFFFFFu
-        if crc != ((<uint32_t>p[crc_pos] << 24) | (<uint32_t>p[crc_pos + 1] << 16)
-                   | (<uint32_t>p[crc_pos + 2] << 8) | p[crc_pos + 3]):
-            return None
-    if count == 0:
-        return _EMPTY
-    tlvs = PyTuple_New(count)
-    pos = start
-    for i in range(count):
-        size = (<Py_ssize_t>p[pos + 1] << 8) | p[pos + 2]
-        tlv = pp_tuple_alloc(_TLV, 2)
-        _put(tlv, 0, PyLong_FromLong(p[pos]))
-        _put(tlv, 1, PyBytes_FromStringAndSize(<const char *>p + pos + 3, size))
-        _put(tlvs, i, tlv)
-        pos += 3 + size
-    return tlvs
-
-
-cdef object _unix_path(const uint8_t *raw):
-    """A-9: the path up to the first NUL; a Linux abstract name (leading NUL) stays bytes."""
-    cdef Py_ssize_t n = 108
-    if raw[0] == 0:
-        while n > 0 and raw[n - 1] == 0:
-            n -= 1
-        if n == 0:
-            return ""
-        return PyBytes_FromStringAndSize(<const char *>raw, n)
-    n = 0
-    while n < 108 and raw[n] != 0:
-        n += 1
-    return PyUnicode_DecodeUTF8(<const char *>raw, n, "surrogateescape")
+include "_fast_v1.pxi"
 
 
 # What parse() raises when the C path returns None: the fallback's verdict (_DEFER), or
@@ -773,143 +256,123 @@ cdef object _error(Verdict *verdict):
     return NoProxyHeader("not a PROXY header: byte 0 starts neither a v1 nor a v2 signature")
 
 
-cdef object _parse_v2(const uint8_t *p, Py_ssize_t size, Py_ssize_t max_size,
-                      Verdict *verdict):
-    cdef Py_ssize_t present = size if size < 12 else 12
-    cdef Py_ssize_t offset, length, total, block
-    cdef uint8_t command, family_byte
-    cdef object family, transport, source, destination, tlvs
-    if (memcmp(p, _SIG, 12) if present == 12 else memcmp(p, _SIG, present)) != 0:
-        for offset in range(present):
-            if p[offset] != <uint8_t>_SIG[offset]:
-                return _refuse(verdict, _NOT_V2, offset)
-    if size < 13:
-        return _refuse(verdict, _INCOMPLETE, 16 - size)
-    if p[12] >> 4 != 2:  # R-30
-        return None
-    command = p[12] & 0x0F
-    if command > 1:  # R-31
-        return None
-    if size < 14:
-        return _refuse(verdict, _INCOMPLETE, 16 - size)
-    # R-37: the seven defined values of byte 14 (R-35, R-36, A-8).
-    family_byte = p[13]
-    if family_byte == 0x11 or family_byte == 0x12:
-        family = _AF_INET
-        block = 12
-    elif family_byte == 0x21 or family_byte == 0x22:
-        family = _AF_INET6
-        block = 36
-    elif family_byte == 0x31 or family_byte == 0x32:
-        family = _AF_UNIX
-        block = 216
-    elif family_byte == 0x00:
-        family = _AF_UNSPEC
-        block = 0
-    else:
-        return None
-    transport = None if block == 0 else _STREAM if family_byte & 0x0F == 1 else _DGRAM
-    if size < 16:
-        return _refuse(verdict, _INCOMPLETE, 16 - size)
-    length = (<Py_ssize_t>p[14] << 8) | p[15]
-    if command and length < block:  # R-47
-        return None
-    total = 16 + length
-    if total > max_size:  # R-65, A-10
-        return None
-    if size < total:
-        return _refuse(verdict, _INCOMPLETE, total - size)
-    if not command:
-        # R-32, R-40, A-6: LOCAL -> real endpoints; honour len; TLVs after the block.
-        if length >= block:
-            tlvs = _parse_tlvs(p, 16 + block, total)
-            if tlvs is None:
-                return None
-        else:
-            tlvs = _EMPTY
-        return _new_header(_TWO, _LOCAL, family, transport, None, None, tlvs, total)
-    if total > 16 + block:
-        tlvs = _parse_tlvs(p, 16 + block, total)
-        if tlvs is None:
-            return None
-    else:
-        tlvs = _EMPTY
-    if block == 12:
-        source = _address(_ipv4_str(p + 16), (<long>p[24] << 8) | p[25])
-        destination = _address(_ipv4_str(p + 20), (<long>p[26] << 8) | p[27])
-    elif block == 36:
-        source = _address(_ipv6_str(p + 16), (<long>p[48] << 8) | p[49])
-        destination = _address(_ipv6_str(p + 32), (<long>p[50] << 8) | p[51])
-    elif block == 216:
-        source = _unix_path(p + 16)
-        destination = _unix_path(p + 124)
-    else:  # A-7: PROXY with AF_UNSPEC: accepted, use the real endpoints
-        source = destination = None
-    return _new_header(_TWO, _PROXY, family, transport, source, destination, tlvs, total)
+
+include "_fast_v2.pxi"
 
 
 # ---------------------------------------------------------------------------------------
 # Entry point
 
 
-cdef object _parse_c(object data, object max_size, Verdict *verdict):
-    """The C path: a header, or None and the verdict (see _error) for anything else."""
-    cdef Py_buffer view
-    cdef const uint8_t *p
-    cdef Py_ssize_t size, cap
+cdef Py_ssize_t _cap_of(object max_size) except -2:
+    """The largest v2 header accepted, or -1 when the fallback must judge ``max_size``."""
     cdef long limit
     cdef int overflow = 0
-    cdef Py_ssize_t offset
-    cdef bint held = False
     if max_size is _MAX_SIZE_DEFAULT:
-        cap = _V2_MAX
-    elif PyLong_CheckExact(max_size):
-        limit = PyLong_AsLongAndOverflow(max_size, &overflow)
-        if overflow > 0 or limit > _V2_MAX:
-            cap = _V2_MAX
-        elif overflow < 0 or limit < 16:
-            return None  # ValueError, from the fallback
-        else:
-            cap = limit
-    else:
+        return _V2_MAX
+    if not PyLong_CheckExact(max_size):
+        return -1  # TypeError, from the fallback
+    limit = PyLong_AsLongAndOverflow(max_size, &overflow)
+    if overflow > 0 or limit > _V2_MAX:
+        return _V2_MAX
+    if overflow < 0 or limit < 16:
+        return -1  # ValueError, from the fallback
+    return limit
+
+
+# How much of a mutable buffer is copied to the C stack; a longer v2 header is copied into a
+# private bytes object instead.
+cdef enum:
+    _STACK_COPY = 1024
+    _C_ONLY = 0  # _parse_mutable modes: the test hook (no fallback)
+    _PARSE = 1  # parse()
+    _OR_NEEDED = 2  # parse_or_needed()
+
+
+cdef object _parse_mutable(object data, Py_ssize_t cap, object max_size, Verdict *verdict,
+                           int mode):
+    """Parse a private copy of a ``bytearray`` or ``memoryview``; never the buffer itself.
+
+    Such a buffer may change while it is parsed: the parser's own allocations can run the
+    garbage collector (and so any Python code), and another process may write shared memory
+    at any time. So it is read exactly once: the first 16 bytes are copied, that copy says
+    how much the header can span (16 + the v2 length, or 16 alone when that exceeds
+    ``cap``; the 107 bytes of a v1 line; 16 bytes otherwise), at most that much is copied
+    after them, and only the copy is parsed -- by the C path, and by the fallback when the C
+    path defers (it gets the copy as ``bytes``). No Python code runs while the buffer is
+    read. Returns what ``_parse_c`` returns, or for ``_PARSE``/``_OR_NEEDED`` the
+    fallback's answer where the C path defers; ``None`` with ``_DEFER`` for anything that
+    is not a contiguous buffer of those types (the fallback copies it or raises).
+    """
+    cdef Py_buffer view
+    cdef uint8_t stack[_STACK_COPY]
+    cdef uint8_t *copy = stack
+    cdef Py_ssize_t size, n, total
+    cdef object heap = None, header
+    if not (PyByteArray_Check(data) or PyMemoryView_Check(data)):
         return None
-    if PyBytes_Check(data):
-        p = <const uint8_t *>PyBytes_AS_STRING(data)
-        size = PyBytes_GET_SIZE(data)
-    elif PyByteArray_Check(data) or PyMemoryView_Check(data):
-        # Hold the buffer (pins a bytearray's size) while reading it. A memoryview that is
-        # released or not contiguous goes to the fallback, which copies it.
-        try:
-            PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
-        except Exception:
-            return None
-        held = True
-        p = <const uint8_t *>view.buf
-        size = view.len
-    else:
-        return None  # TypeError, from the fallback
     try:
-        if size == 0:
-            return _refuse(verdict, _INCOMPLETE, 15)
-        if p[0] == 0x0D:
-            return _parse_v2(p, size, cap, verdict)
-        if p[0] == 0x50:
-            for offset in range(1, size if size < 5 else 5):
-                if p[offset] != <uint8_t>b"PROXY"[offset]:
-                    return _refuse(verdict, _NOT_V1, offset)
-            return _parse_v1(p, size)
-        return _refuse(verdict, _NOT_PROXY, 0)
+        PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)  # pins a bytearray's size
+    except Exception:
+        return None  # released or not contiguous: the fallback copies it
+    try:
+        size = view.len
+        n = size if size < _V2_FIXED else _V2_FIXED
+        memcpy(stack, view.buf, n)
+        total = n
+        if n == _V2_FIXED and stack[0] == 0x0D:
+            total = _V2_FIXED + ((<Py_ssize_t>stack[14] << 8) | stack[15])
+            if total > cap:
+                total = _V2_FIXED  # HeaderTooLarge needs the 16 fixed bytes only
+        elif n and stack[0] == 0x50:
+            total = _V1_MAX
+        if total > size:
+            total = size
+        if total > _STACK_COPY:  # allocating a bytes object runs no Python code
+            heap = PyBytes_FromStringAndSize(NULL, total)
+            copy = <uint8_t *>PyBytes_AS_STRING(heap)
+            memcpy(copy, stack, n)
+        if total > n:
+            memcpy(copy + n, <const uint8_t *>view.buf + n, total - n)
     finally:
-        if held:
-            PyBuffer_Release(&view)
+        PyBuffer_Release(&view)
+    header = _parse_c(copy, total, cap, verdict)
+    if header is not None or verdict.code != _DEFER or mode == _C_ONLY:
+        return header
+    if heap is None:
+        heap = PyBytes_FromStringAndSize(<const char *>stack, total)
+    if mode == _PARSE:
+        return _fb.parse(heap, max_size=max_size)
+    return _fb.parse_or_needed(heap, max_size=max_size)
+
+
+cdef object _parse_c(const uint8_t *p, Py_ssize_t size, Py_ssize_t cap, Verdict *verdict):
+    """The C path over bytes nobody can change: a header, or None and the verdict."""
+    cdef Py_ssize_t offset
+    if size == 0:
+        return _refuse(verdict, _INCOMPLETE, 15)
+    if p[0] == 0x0D:
+        return _parse_v2(p, size, cap, verdict)
+    if p[0] == 0x50:
+        for offset in range(1, size if size < 5 else 5):
+            if p[offset] != <uint8_t>b"PROXY"[offset]:
+                return _refuse(verdict, _NOT_V1, offset)
+        return _parse_v1(p, size)
+    return _refuse(verdict, _NOT_PROXY, 0)
 
 
 def parse(data, *, max_size=MAX_V2_SIZE):
     cdef Verdict verdict
+    cdef Py_ssize_t cap = _cap_of(max_size)
     verdict.code = _DEFER
-    header = _parse_c(data, max_size, &verdict)
-    if header is not None:
-        return header
+    if cap >= 0:
+        if PyBytes_Check(data):  # bytes (and its subclasses) are immutable: read in place
+            header = _parse_c(<const uint8_t *>PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data),
+                              cap, &verdict)
+        else:
+            header = _parse_mutable(data, cap, max_size, &verdict, _PARSE)
+        if header is not None:
+            return header
     if verdict.code == _DEFER:
         return _fb.parse(data, max_size=max_size)
     raise _error(&verdict)
@@ -917,10 +380,16 @@ def parse(data, *, max_size=MAX_V2_SIZE):
 
 def parse_or_needed(data, *, max_size=MAX_V2_SIZE):
     cdef Verdict verdict
+    cdef Py_ssize_t cap = _cap_of(max_size)
     verdict.code = _DEFER
-    header = _parse_c(data, max_size, &verdict)
-    if header is not None:
-        return header
+    if cap >= 0:
+        if PyBytes_Check(data):
+            header = _parse_c(<const uint8_t *>PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data),
+                              cap, &verdict)
+        else:
+            header = _parse_mutable(data, cap, max_size, &verdict, _OR_NEEDED)
+        if header is not None:
+            return header
     if verdict.code == _INCOMPLETE:
         return PyLong_FromSsize_t(verdict.arg)
     if verdict.code == _DEFER:
@@ -931,238 +400,24 @@ def parse_or_needed(data, *, max_size=MAX_V2_SIZE):
 def _parse_c_only(data, *, max_size=MAX_V2_SIZE):
     """Test hook: ``parse`` without the fallback; ``None`` where ``parse`` would defer."""
     cdef Verdict verdict
+    cdef Py_ssize_t cap = _cap_of(max_size)
     verdict.code = _DEFER
-    header = _parse_c(data, max_size, &verdict)
+    if cap < 0:
+        return None
+    if PyBytes_Check(data):
+        header = _parse_c(<const uint8_t *>PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data),
+                          cap, &verdict)
+    else:
+        header = _parse_mutable(data, cap, max_size, &verdict, _C_ONLY)
     if header is None and verdict.code != _DEFER:
         raise _error(&verdict)
     return header
 
-
-# ---------------------------------------------------------------------------------------
-# Encoding: INET/INET6 addresses and LOCAL in C; anything unusual goes to the fallback.
-
-
-cdef int _pack_host(object host, uint8_t *out) except -1:
-    """Packed host (returns 4 or 16), or 0 when not a plain ASCII str address."""
-    cdef const uint8_t *s
-    cdef Py_ssize_t n
-    if type(host) is not str:
-        return 0
-    pp_str_ready(host)
-    if not PyUnicode_IS_ASCII(host):
-        return 0
-    s = <const uint8_t *>PyUnicode_DATA(host)
-    n = PyUnicode_GET_LENGTH(host)
-    if _parse_ipv4(s, n, out):
-        return 4
-    if _parse_ipv6(s, n, out):
-        return 16
-    return 0
-
-
-cdef long _pack_port(object port) except -2:
-    """0..65535, or -1 when not a plain int in range."""
-    cdef int overflow = 0
-    cdef long value
-    if not PyLong_CheckExact(port):
-        return -1
-    value = PyLong_AsLongAndOverflow(port, &overflow)
-    if overflow or value < 0 or value > 0xFFFF:
-        return -1
-    return value
-
-
-cdef int _inet_pair(object source, object destination, uint8_t *src, uint8_t *dst,
-                    long *ports) except -1:
-    """Both addresses packed (IPv4 mapped into IPv6 for a mixed pair): 4 or 16, else 0."""
-    cdef int src_len, dst_len
-    if not (PyTuple_CheckExact(source) and PyTuple_GET_SIZE(source) == 2
-            and PyTuple_CheckExact(destination) and PyTuple_GET_SIZE(destination) == 2):
-        return 0
-    src_len = _pack_host(<object>PyTuple_GET_ITEM(source, 0), src)
-    dst_len = _pack_host(<object>PyTuple_GET_ITEM(destination, 0), dst)
-    ports[0] = _pack_port(<object>PyTuple_GET_ITEM(source, 1))
-    ports[1] = _pack_port(<object>PyTuple_GET_ITEM(destination, 1))
-    if src_len == 0 or dst_len == 0 or ports[0] < 0 or ports[1] < 0:
-        return 0
-    if src_len != dst_len:
-        if src_len == 4:
-            _map_ipv4(src)
-        else:
-            _map_ipv4(dst)
-        return 16
-    return src_len
-
-
-cdef inline void _map_ipv4(uint8_t *a) noexcept nogil:
-    """a[0:4] becomes ::ffff:a.b.c.d in a[0:16]."""
-    memcpy(a + 12, a, 4)
-    memset(a, 0, 10)
-    a[10] = 0xFF
-    a[11] = 0xFF
-
-
-cdef object _encode_v1_c(object source, object destination):
-    cdef uint8_t src[16]
-    cdef uint8_t dst[16]
-    cdef long ports[2]
-    cdef char line[128]
-    cdef Py_ssize_t n
-    cdef int size
-    if source is None and destination is None:
-        return _UNKNOWN_LINE
-    size = _inet_pair(source, destination, src, dst, ports)
-    if size == 0:
-        return None
-    memcpy(line, b"PROXY TCP4 ", 11)
-    if size == 4:
-        n = 11
-        n += _format_ipv4(src, line + n)
-        line[n] = b' '
-        n += 1
-        n += _format_ipv4(dst, line + n)
-    else:
-        line[9] = b'6'
-        n = 11
-        n += _format_ipv6(src, line + n)
-        line[n] = b' '
-        n += 1
-        n += _format_ipv6(dst, line + n)
-    line[n] = b' '
-    n += 1
-    n += _format_port(ports[0], line + n)
-    line[n] = b' '
-    n += 1
-    n += _format_port(ports[1], line + n)
-    line[n] = b'\r'
-    line[n + 1] = b'\n'
-    return PyBytes_FromStringAndSize(line, n + 2)
-
-
-def encode_v1(source, destination):
-    line = _encode_v1_c(source, destination)
-    if line is None:
-        return _fb.encode_v1(source, destination)
-    return line
-
-
-def _encode_v1_c_only(source, destination):
-    """Test hook: ``encode_v1`` without the fallback; ``None`` where it would defer."""
-    return _encode_v1_c(source, destination)
-
-
-cdef object _encode_v2_c(object source, object destination, object transport, object tlvs,
-                         object crc32c):
-    cdef uint8_t src[16]
-    cdef uint8_t dst[16]
-    cdef long ports[2]
-    cdef int transport_bits, size = 0, tlv_type, overflow = 0
-    cdef uint8_t command_byte, family_byte
-    cdef Py_ssize_t block, body, count, i, n, pos
-    cdef bint with_crc
-    cdef object item, value, result
-    cdef uint8_t *out
-    cdef uint32_t crc
-    # transport == SOCK_STREAM / SOCK_DGRAM, for the usual types only.
-    if transport is _STREAM:
-        transport_bits = 1
-    elif transport is _DGRAM:
-        transport_bits = 2
-    elif PyLong_CheckExact(transport) and (transport == 1 or transport == 2):
-        transport_bits = transport
-    else:
-        return None
-    if source is None and destination is None:
-        command_byte, family_byte, block = 0x20, 0x00, 0
-    else:
-        size = _inet_pair(source, destination, src, dst, ports)
-        if size == 0:
-            return None  # UNIX paths, odd types and every error: the fallback
-        command_byte = 0x21
-        family_byte = (0x10 if size == 4 else 0x20) | transport_bits
-        block = 12 if size == 4 else 36
-    if crc32c is True:
-        with_crc = True
-    elif crc32c is False:
-        with_crc = False
-    else:
-        return None
-    if PyList_CheckExact(tlvs):
-        tlvs = PyList_AsTuple(tlvs)  # a snapshot: nothing can change it between passes
-    elif not PyTuple_CheckExact(tlvs):
-        return None  # a one-shot iterator must not be consumed before deferring
-    count = PyTuple_GET_SIZE(tlvs)
-    # First pass: validate every TLV (R-48..R-60) and size the body.
-    body = block + (7 if with_crc else 0)
-    for i in range(count):
-        item = <object>PyTuple_GET_ITEM(tlvs, i)
-        if not ((type(item) is tuple or type(item) is _TLV) and PyTuple_GET_SIZE(item) == 2):
-            return None
-        value = <object>PyTuple_GET_ITEM(item, 1)
-        if (not PyLong_Check(<object>PyTuple_GET_ITEM(item, 0))
-                or PyBool_Check(<object>PyTuple_GET_ITEM(item, 0))
-                or not PyBytes_CheckExact(value)):
-            return None  # the fallback raises the TypeError (a bool is no TLV type)
-        tlv_type = PyLong_AsLongAndOverflow(<object>PyTuple_GET_ITEM(item, 0), &overflow)
-        n = PyBytes_GET_SIZE(value)
-        if (overflow or tlv_type < 0 or tlv_type > 0xFF or tlv_type == 0x03 or n > 0xFFFF
-                or not _tlv_valid(<uint8_t>tlv_type, <const uint8_t *>PyBytes_AS_STRING(value), n)):
-            return None
-        body += 3 + n
-    if body > 0xFFFF:
-        return None
-    # Second pass: write the header.
-    result = PyBytes_FromStringAndSize(NULL, 16 + body)
-    out = <uint8_t *>PyBytes_AS_STRING(result)
-    memcpy(out, _SIG, 12)
-    out[12] = command_byte
-    out[13] = family_byte
-    out[14] = <uint8_t>(body >> 8)
-    out[15] = <uint8_t>body
-    pos = 16
-    if block:
-        memcpy(out + pos, src, size)
-        memcpy(out + pos + size, dst, size)
-        pos += 2 * size
-        out[pos] = <uint8_t>(ports[0] >> 8)
-        out[pos + 1] = <uint8_t>ports[0]
-        out[pos + 2] = <uint8_t>(ports[1] >> 8)
-        out[pos + 3] = <uint8_t>ports[1]
-        pos += 4
-    for i in range(count):
-        item = <object>PyTuple_GET_ITEM(tlvs, i)
-        value = <object>PyTuple_GET_ITEM(item, 1)
-        n = PyBytes_GET_SIZE(value)
-        out[pos] = <uint8_t>PyLong_AsLongAndOverflow(<object>PyTuple_GET_ITEM(item, 0), &overflow)
-        out[pos + 1] = <uint8_t>(n >> 8)
-        out[pos + 2] = <uint8_t>n
-        memcpy(out + pos + 3, PyBytes_AS_STRING(value), n)
-        pos += 3 + n
-    if with_crc:
-        memcpy(out + pos, b"\x03\x00\x04\x00\x00\x00\x00", 7)
-        crc = _crc_update(0xFFFFFFFFu, out, pos + 7) ^ 0xFFFFFFFFu
-        out[pos + 3] = <uint8_t>(crc >> 24)
-        out[pos + 4] = <uint8_t>(crc >> 16)
-        out[pos + 5] = <uint8_t>(crc >> 8)
-        out[pos + 6] = <uint8_t>crc
-    return result
-
-
-def encode_v2(source, destination, *, transport=socket.SOCK_STREAM, tlvs=(), crc32c=False):
-    header = _encode_v2_c(source, destination, transport, tlvs, crc32c)
-    if header is None:
-        return _fb.encode_v2(source, destination, transport=transport, tlvs=tlvs,
-                             crc32c=crc32c)
-    return header
-
-
-def _encode_v2_c_only(source, destination, *, transport=socket.SOCK_STREAM, tlvs=(),
-                      crc32c=False):
-    """Test hook: ``encode_v2`` without the fallback; ``None`` where it would defer."""
-    return _encode_v2_c(source, destination, transport, tlvs, crc32c)
+include "_fast_encode.pxi"
 
 
 # The public functions carry the fallback's docstrings, so help() reads the same.
-for _name in ("parse", "encode_v1", "encode_v2", "crc32c"):
+for _name in ("parse", "parse_or_needed", "encode_v1", "encode_v2", "crc32c", "decode_ssl"):
     globals()[_name].__doc__ = getattr(_fb, _name).__doc__
 del _name
+

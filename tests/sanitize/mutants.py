@@ -1,5 +1,6 @@
 """Check that the fast-path tests can fail: plant one bug at a time in a copy of
-``_fast.pyx``, rebuild, and run ``tests/test_fast.py`` and ``tests/test_differential.py``.
+``_fast.pyx`` or one of its ``_fast_*.pxi`` includes, rebuild, and run
+``tests/test_fast.py`` and ``tests/test_differential.py``.
 Every mutant must be caught (one listed is equivalent and expected to survive).
 
     python3 tests/sanitize/mutants.py              # all mutants, a few minutes
@@ -19,7 +20,7 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 
-#: (name, original text, planted bug). Each original text occurs once in _fast.pyx.
+#: (name, original text, planted bug). Each original text occurs once in the sources.
 MUTANTS = [
     ("zero run of one", "    if best_len < 2:\n        # No run",
      "    if best_len < 1:\n        # No run"),
@@ -49,8 +50,8 @@ MUTANTS = [
      "    while n > 1:\n        crc = _crc_table[0]"),
     ("UNKNOWNX", "(p[13] == 0x20 or p[13] == 0x0D)",
      "(p[13] == 0x20 or p[13] == 0x0D or p[13] == 0x58)"),
-    ("netns", "    if tlv_type == 0x30:  # NETNS: US-ASCII (R-58)\n        return _is_ascii(v, n)",
-     "    if tlv_type == 0x30:  # NETNS: US-ASCII (R-58)\n        return True"),
+    ("netns", "    if tlv_type == _TYPE_NETNS:  # US-ASCII (R-58)\n        return _is_ascii(v, n)",
+     "    if tlv_type == _TYPE_NETNS:  # US-ASCII (R-58)\n        return True"),
     ("encode crc tlv", "tlv_type > 0xFF or tlv_type == 0x03 or", "tlv_type > 0xFF or"),
     ("uppercase hex", 'cdef const char *_HEX = b"0123456789abcdef"',
      'cdef const char *_HEX = b"0123456789ABCDEF"'),
@@ -70,18 +71,23 @@ def main(argv: list[str]) -> int:
                                 ignore=shutil.ignore_patterns("*.so", "_fast.c", "__pycache__"))
             else:
                 shutil.copy(source, work)
-        pyx = os.path.join(work, "src", "proxyproto", "_fast.pyx")
-        with open(pyx) as file:
-            original = file.read()
+        package = os.path.join(work, "src", "proxyproto")
+        sources = {}
+        for name in sorted(os.listdir(package)):
+            if name == "_fast.pyx" or (name.startswith("_fast_") and name.endswith(".pxi")):
+                with open(os.path.join(package, name)) as file:
+                    sources[os.path.join(package, name)] = file.read()
         env = {**os.environ, "PYTHONPATH": os.path.join(work, "src"),
                "PROXYPROTO_DIFF_EXAMPLES": "150"}
         env.pop("PROXYPROTO_NO_EXTENSIONS", None)
         for name, before, after in chosen:
-            if original.count(before) != 1:
+            found = [path for path, text in sources.items() if text.count(before) == 1]
+            if len(found) != 1 or sum(text.count(before) for text in sources.values()) != 1:
                 print(f"{name}: the original text is not found once; update MUTANTS")
                 return 2
-            with open(pyx, "w") as file:
-                file.write(original.replace(before, after))
+            for path, text in sources.items():  # every file as it was, but the one mutant
+                with open(path, "w") as file:
+                    file.write(text.replace(before, after) if path == found[0] else text)
             subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--inplace"],
                            cwd=work, check=True, capture_output=True)
             run = subprocess.run(

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Run the fast-path tests (tests/test_fast.py, tests/test_differential.py) against builds of
+# Run the fast-path tests (tests/test_fast.py, tests/test_differential.py,
+# tests/test_mutable_input.py, tests/test_twins.py, tests/test_constants.py) against builds of
 # the Cython extension that catch memory errors and undefined behaviour.
 #
 #   tests/sanitize/run.sh asan [N]      clang AddressSanitizer + UndefinedBehaviorSanitizer
@@ -27,7 +28,8 @@ trap 'rm -rf "$work"' EXIT
 cp -r "$here/src" "$here/tests" "$here/setup.py" "$here/pyproject.toml" "$work/"
 rm -f "$work"/src/proxyproto/_fast.*.so "$work"/src/proxyproto/_fast.c
 
-tests=(tests/test_fast.py tests/test_differential.py)
+tests=(tests/test_fast.py tests/test_differential.py tests/test_mutable_input.py tests/test_twins.py
+       tests/test_constants.py)
 # --capture=sys: keep fd 2 for the sanitizer, whose report would be lost with fd capture.
 pytest_args=(-q -p no:cacheprovider -x -W "ignore::DeprecationWarning" --capture=sys)
 
