@@ -149,7 +149,10 @@ _SSL_FIELDS = {
 
 
 def decode_ssl(value: bytes) -> SSLInfo:
-    """Decode an SSL TLV value (already validated by the parser).
+    """Decode an SSL TLV value (already validated by the parser), at the value level.
+
+    :attr:`ProxyHeader.ssl` uses the selected implementation's ``decode_ssl`` (C on the
+    compiled path); this one is the independent oracle the twins are tested against.
 
     Raises:
         InvalidHeader: the value is malformed (only for values that did not come from
@@ -203,12 +206,13 @@ _decode_ssl: Optional[Callable[[bytes], SSLInfo]] = None
 
 
 def _ssl_decoder() -> Callable[[bytes], SSLInfo]:
-    """The selected implementation's SSL decoder (compiled when it has one), found once."""
+    """The selected implementation's SSL decoder (in C on the compiled path), found once."""
     global _decode_ssl
     if _decode_ssl is None:
-        from . import _impl  # here, not at import time: _impl imports the twins, which import us
+        # Imported here, not at import time: _impl imports the twins, which import us.
+        from ._impl import decode_ssl as selected
 
-        _decode_ssl = getattr(_impl, "decode_ssl", decode_ssl)
+        _decode_ssl = selected
     return _decode_ssl
 
 
