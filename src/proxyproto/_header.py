@@ -12,8 +12,6 @@ import socket
 from collections.abc import Iterable
 from typing import Any, Callable, NamedTuple, Optional, TypeVar, Union
 
-from ._errors import InvalidHeader
-
 __all__ = [
     "Address",
     "Command",
@@ -137,55 +135,17 @@ class SSLInfo(NamedTuple):
         return bool(self.client & (SSLClient.CERT_CONN | SSLClient.CERT_SESS)) and self.verify == 0
 
 
-_SSL_FIELDS = {
-    SSLSubtype.VERSION: "version",
-    SSLSubtype.CN: "cn",
-    SSLSubtype.CIPHER: "cipher",
-    SSLSubtype.SIG_ALG: "sig_alg",
-    SSLSubtype.KEY_ALG: "key_alg",
-    SSLSubtype.GROUP: "group",
-    SSLSubtype.SIG_SCHEME: "sig_scheme",
-}
-
-
 def decode_ssl(value: bytes) -> SSLInfo:
-    """Decode an SSL TLV value (already validated by the parser), at the value level.
-
-    :attr:`ProxyHeader.ssl` uses the selected implementation's ``decode_ssl`` (C on the
-    compiled path); this one is the independent oracle the twins are tested against.
+    """Decode an SSL TLV value (already validated by the parser) with the pure-Python
+    reference; :attr:`ProxyHeader.ssl` uses the selected implementation's (C when built).
 
     Raises:
         InvalidHeader: the value is malformed (only for values that did not come from
             :func:`proxyproto.parse`).
     """
-    if len(value) < 5:
-        raise InvalidHeader(f"SSL TLV value is {len(value)} bytes, at least 5 required")
-    fields: dict[str, object] = {}
-    subs: list[TLV] = []
-    pos, end = 5, len(value)
-    while pos < end:
-        if end - pos < 3:
-            raise InvalidHeader("truncated SSL sub-TLV header")
-        sub_type = value[pos]
-        sub_len = (value[pos + 1] << 8) | value[pos + 2]
-        if pos + 3 + sub_len > end:
-            raise InvalidHeader(f"SSL sub-TLV 0x{sub_type:02x} runs past the SSL TLV")
-        sub_value = bytes(value[pos + 3 : pos + 3 + sub_len])
-        subs.append(TLV(sub_type, sub_value))
-        name = _SSL_FIELDS.get(sub_type)  # type: ignore[call-overload]
-        if name is not None and name not in fields:
-            encoding = "utf-8" if sub_type == SSLSubtype.CN else "ascii"
-            try:
-                fields[name] = sub_value.decode(encoding)
-            except UnicodeDecodeError:
-                raise InvalidHeader(
-                    f"SSL sub-TLV 0x{sub_type:02x} is not valid {encoding}"
-                ) from None
-        elif sub_type == SSLSubtype.CLIENT_CERT and "client_cert" not in fields:
-            fields["client_cert"] = sub_value
-        pos += 3 + sub_len
-    verify = int.from_bytes(value[1:5], "big")
-    return SSLInfo(value[0], verify, sub_tlvs=tuple(subs), **fields)  # type: ignore[arg-type]
+    from ._v2 import decode_ssl as reference  # here: _v2 imports this module
+
+    return reference(value)
 
 
 # -- typed accessors' plumbing ---------------------------------------------------------
