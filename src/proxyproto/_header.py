@@ -482,7 +482,7 @@ class ProxyHeader(_ProxyHeaderFields):
 
     @property
     def alpn(self) -> Optional[bytes]:
-        """The ALPN TLV (0x01): the negotiated application protocol, e.g. ``b"h2"``."""
+        """The ALPN TLV (0x01), the negotiated application protocol, e.g. ``b"h2"``."""
         for item_type, value in self.tlvs:
             if item_type == _ALPN:
                 return value
@@ -490,7 +490,7 @@ class ProxyHeader(_ProxyHeaderFields):
 
     @property
     def authority(self) -> Optional[str]:
-        """The AUTHORITY TLV (0x02): the host name the client asked for (TLS SNI)."""
+        """The AUTHORITY TLV (0x02), the host name the client asked for (TLS SNI)."""
         for item_type, value in self.tlvs:
             if item_type == _AUTHORITY:
                 return value.decode("utf-8")
@@ -506,7 +506,7 @@ class ProxyHeader(_ProxyHeaderFields):
 
     @property
     def unique_id(self) -> Optional[bytes]:
-        """The UNIQUE_ID TLV (0x05): an opaque connection id of at most 128 bytes."""
+        """The UNIQUE_ID TLV (0x05), an opaque connection id of at most 128 bytes."""
         for item_type, value in self.tlvs:
             if item_type == _UNIQUE_ID:
                 return value
@@ -514,7 +514,7 @@ class ProxyHeader(_ProxyHeaderFields):
 
     @property
     def netns(self) -> Optional[str]:
-        """The NETNS TLV (0x30): the network namespace name."""
+        """The NETNS TLV (0x30), the network namespace name."""
         for item_type, value in self.tlvs:
             if item_type == _NETNS:
                 return value.decode("ascii")

@@ -43,8 +43,8 @@ __all__ = [
     "v2_header_bytes",
 ]
 
-#: A ``(source, destination)`` pair as the encoders take it: both INET (a mixed IPv4/IPv6
-#: pair included), both UNIX, or both ``None`` (a ``LOCAL`` / ``UNKNOWN`` header).
+#: The ``(source, destination)`` pairs the encoders take, both of one kind. Both INET (a
+#: mixed IPv4/IPv6 pair included), both UNIX, or both ``None`` (``LOCAL`` / ``UNKNOWN``).
 AddressPair = Union[
     tuple[InetAddress, InetAddress], tuple[UnixAddress, UnixAddress], tuple[None, None]
 ]
