@@ -14,7 +14,7 @@ from hypothesis import given, settings
 
 from cases import VALID
 from doc_blocks import ROOT, blocks
-from proxyproto import TLV, Command, ProxyHeader, SSLInfo, _header, _impl
+from proxyproto import TLV, Command, ProxyHeader, SSLInfo, TLVType, _header, _impl
 from proxyproto import strategies as pps
 
 STREAM, DGRAM = socket.SOCK_STREAM, socket.SOCK_DGRAM
@@ -64,6 +64,8 @@ def test_constructor_normalises_and_computes_length(impl: ModuleType) -> None:
     assert header.source == ("::ffff:192.0.2.1", 80)
     assert header.destination == ("2001:db8::1", 443)
     assert header.tlvs == (TLV(0x02, b"example.com"),) and type(header.tlvs[0]) is TLV
+    named = ProxyHeader(2, 1, INET, STREAM, A4, B4, [(TLVType.AUTHORITY, b"a")])
+    assert type(named.tlvs[0].type) is int  # stored as parse stores it
     assert header.length == len(header.to_bytes())
     assert impl.parse(header.to_bytes()) == header
     v1 = ProxyHeader(1, Command.PROXY, INET, STREAM, ("192.0.2.1", 1), ("192.0.2.2", 2))

@@ -275,19 +275,16 @@ def _tlv_tuple(tlvs: object) -> tuple[TLV, ...]:
             if converted is not None:
                 converted.append(item)
             continue  # as the parsers build them (the encoder checks the type's range)
-        if type(item) is not TLV:
-            if not isinstance(item, tuple) or len(item) != 2:
-                raise TypeError(f"each ProxyHeader TLV must be a (type, value) pair, "
-                                f"not {item!r}")
-            if converted is None:
-                converted = list(tlvs[:index])
-            item = TLV(*item)
-        if not _is_int(item[0]):
-            raise TypeError(f"ProxyHeader TLV type must be an int, not {type(item[0]).__name__}")
-        if type(item[1]) is not bytes:
-            raise TypeError(f"ProxyHeader TLV value must be bytes, not {type(item[1]).__name__}")
-        if converted is not None:
-            converted.append(item)
+        if not isinstance(item, tuple) or len(item) != 2:
+            raise TypeError(f"each ProxyHeader TLV must be a (type, value) pair, not {item!r}")
+        tlv_type, value = item
+        if not _is_int(tlv_type):
+            raise TypeError(f"ProxyHeader TLV type must be an int, not {type(tlv_type).__name__}")
+        if type(value) is not bytes:
+            raise TypeError(f"ProxyHeader TLV value must be bytes, not {type(value).__name__}")
+        if converted is None:
+            converted = list(tlvs[:index])
+        converted.append(TLV(int(tlv_type), value))  # a plain int, as parse gives it
     return tlvs if converted is None else tuple(converted)
 
 
