@@ -24,31 +24,31 @@ __all__ = [
 ]
 
 
+def _copy(data: object) -> bytes:
+    """A private ``bytes`` copy of a bytes-like ``data`` (the caller's buffer may change)."""
+    if isinstance(data, memoryview) and (data.ndim != 1 or data.itemsize != 1):
+        data = bytes(data)
+    if isinstance(data, (bytearray, memoryview)):
+        return bytes(data[:MAX_V2_SIZE])
+    if isinstance(data, bytes):
+        return memoryview(data).tobytes()  # the real buffer, never __bytes__ (issue 9)
+    raise TypeError(f"data must be bytes, bytearray or memoryview, not {type(data).__name__}")
+
+
 def _parse(data: object, max_size: object) -> Union[ProxyHeader, int]:
     """The header, or the number of further bytes needed; raises on anything else."""
-    if type(data) is not bytes:
-        if isinstance(data, memoryview) and (data.ndim != 1 or data.itemsize != 1):
-            data = bytes(data)
-        if isinstance(data, (bytearray, memoryview)):
-            data = bytes(data[:MAX_V2_SIZE])  # a private copy: the caller's may change
-        elif isinstance(data, bytes):
-            data = memoryview(data).tobytes()  # the real buffer, never __bytes__ (issue 9)
-        else:
-            raise TypeError(
-                f"data must be bytes, bytearray or memoryview, not {type(data).__name__}"
-            )
+    buf = data if type(data) is bytes else _copy(data)
     if type(max_size) is not int:
         raise TypeError(f"max_size must be an int, not {type(max_size).__name__}")
     if max_size < 16:
         raise ValueError(f"max_size must be at least 16, not {max_size}")
-    assert isinstance(data, bytes)
-    if not data:
+    if not buf:
         return 15
-    first = data[0]
+    first = buf[0]
     if first == 0x0D:
-        return parse_v2(data, max_size)
+        return parse_v2(buf, max_size)
     if first == 0x50:
-        return parse_v1(data)
+        return parse_v1(buf)
     raise NoProxyHeader("not a PROXY header: byte 0 starts neither a v1 nor a v2 signature")
 
 

@@ -361,16 +361,21 @@ cdef object _parse_c(const uint8_t *p, Py_ssize_t size, Py_ssize_t cap, Verdict 
     return _refuse(verdict, _NOT_PROXY, 0)
 
 
+cdef inline object _parse_any(object data, Py_ssize_t cap, object max_size, Verdict *verdict,
+                              int mode):
+    """``bytes`` (and its subclasses: immutable) read in place; anything else copied first."""
+    if PyBytes_Check(data):
+        return _parse_c(<const uint8_t *>PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data), cap,
+                        verdict)
+    return _parse_mutable(data, cap, max_size, verdict, mode)
+
+
 def parse(data, *, max_size=MAX_V2_SIZE):
     cdef Verdict verdict
     cdef Py_ssize_t cap = _cap_of(max_size)
     verdict.code = _DEFER
     if cap >= 0:
-        if PyBytes_Check(data):  # bytes (and its subclasses) are immutable: read in place
-            header = _parse_c(<const uint8_t *>PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data),
-                              cap, &verdict)
-        else:
-            header = _parse_mutable(data, cap, max_size, &verdict, _PARSE)
+        header = _parse_any(data, cap, max_size, &verdict, _PARSE)
         if header is not None:
             return header
     if verdict.code == _DEFER:
@@ -383,11 +388,7 @@ def parse_or_needed(data, *, max_size=MAX_V2_SIZE):
     cdef Py_ssize_t cap = _cap_of(max_size)
     verdict.code = _DEFER
     if cap >= 0:
-        if PyBytes_Check(data):
-            header = _parse_c(<const uint8_t *>PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data),
-                              cap, &verdict)
-        else:
-            header = _parse_mutable(data, cap, max_size, &verdict, _OR_NEEDED)
+        header = _parse_any(data, cap, max_size, &verdict, _OR_NEEDED)
         if header is not None:
             return header
     if verdict.code == _INCOMPLETE:
@@ -404,11 +405,7 @@ def _parse_c_only(data, *, max_size=MAX_V2_SIZE):
     verdict.code = _DEFER
     if cap < 0:
         return None
-    if PyBytes_Check(data):
-        header = _parse_c(<const uint8_t *>PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data),
-                          cap, &verdict)
-    else:
-        header = _parse_mutable(data, cap, max_size, &verdict, _C_ONLY)
+    header = _parse_any(data, cap, max_size, &verdict, _C_ONLY)
     if header is None and verdict.code != _DEFER:
         raise _error(&verdict)
     return header

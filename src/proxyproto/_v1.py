@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import socket
-from typing import Optional, Union
+from typing import NoReturn, Optional, Union
 
 from . import _address
 from ._address import OCTET, PORT
@@ -66,32 +66,38 @@ def parse_line(line: bytes) -> ProxyHeader:
         # R-15/R-16: anything after UNKNOWN is ignored; use the real endpoints.
         _check_line_breaks(line, True)
         return _new_header(ProxyHeader, (1, _PROXY, _AF_UNSPEC, None, None, None, (), length))
-    raise _line_error(line)
+    _reject_line(line)
 
 
-def _line_error(line: bytes) -> InvalidHeader:
-    """What is wrong with a complete line that is neither a valid TCP4/TCP6 line nor UNKNOWN."""
+def _reject_line(line: bytes) -> NoReturn:
+    """Raise what is wrong with a complete line that is neither valid TCP4/TCP6 nor UNKNOWN."""
     _check_line_breaks(line, True)
     if line[5:6] != b" ":
-        return InvalidHeader("expected a single space after 'PROXY'", 5)
+        raise InvalidHeader("expected a single space after 'PROXY'", 5)
     fields = line[6:].split(b" ")
     protocol = fields[0]
     if protocol not in _MIN_FIELDS:
-        return InvalidHeader(
+        raise InvalidHeader(
             f"unknown v1 protocol {protocol!r} (expected TCP4, TCP6 or UNKNOWN)", 6
         )
-    offset = 6 + len(protocol) + 1
-    for index, field in enumerate(fields[1:]):
-        if index == 4:
-            return InvalidHeader("too many fields in a v1 line", offset - 1)
-        error = _field_error(protocol, index, field)
-        if error is not None:
-            return InvalidHeader(error, offset)
-        offset += len(field) + 1
+    _check_fields(protocol, fields[1:], 6 + len(protocol) + 1)
     # Four valid fields would have matched the line pattern: some are missing.
-    return InvalidHeader(
+    raise InvalidHeader(
         f"v1 {protocol.decode()} line has {len(fields) - 1} of its 4 address fields", len(line)
     )
+
+
+def _check_fields(protocol: bytes, fields: list[bytes], offset: int) -> int:
+    """Raise for a fifth field or the first invalid one of these complete fields (the first
+    at ``offset``); return the offset after them."""
+    for index, field in enumerate(fields):
+        if index == 4:
+            raise InvalidHeader("too many fields in a v1 line", offset - 1)
+        error = _field_error(protocol, index, field)
+        if error is not None:
+            raise InvalidHeader(error, offset)
+        offset += len(field) + 1
+    return offset
 
 
 def _field_error(protocol: bytes, index: int, field: bytes) -> Optional[str]:
@@ -158,15 +164,8 @@ def _needed(buf: bytes) -> int:
         raise InvalidHeader(
             f"unknown v1 protocol {protocol!r} (expected TCP4, TCP6 or UNKNOWN)", 6
         )
-    offset = 6 + len(protocol) + 1
     addresses = fields[1:]
-    for index, field in enumerate(addresses[:-1]):
-        if index == 4:
-            raise InvalidHeader("too many fields in a v1 line", offset - 1)
-        error = _field_error(protocol, index, field)
-        if error is not None:
-            raise InvalidHeader(error, offset)
-        offset += len(field) + 1
+    offset = _check_fields(protocol, addresses[:-1], 6 + len(protocol) + 1)
     index = len(addresses) - 1
     if index == 4:
         raise InvalidHeader("too many fields in a v1 line", offset - 1)
