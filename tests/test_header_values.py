@@ -241,7 +241,7 @@ def test_cache_changes_no_tuple_behaviour(impl: ModuleType) -> None:
     pickles = [pickle.dumps(header, protocol) for protocol in range(pickle.HIGHEST_PROTOCOL + 1)]
     assert header.ssl is not None
     assert len(header) == 8 and tuple(header) == fields and hash(header) == digest
-    assert header == impl.parse(header.to_bytes()) and header == ProxyHeader(*fields)
+    assert header == impl.parse(header.to_bytes()) and header == ProxyHeader(*header)
     assert header != fields and fields != header  # == only with other ProxyHeaders
     assert [pickle.dumps(header, p) for p in range(pickle.HIGHEST_PROTOCOL + 1)] == pickles
     for data in pickles:
