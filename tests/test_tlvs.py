@@ -316,18 +316,23 @@ def test_crc32c_real_aws_headers_section_2_3(impl: ModuleType) -> None:
         assert impl.parse(data).crc32c == int.from_bytes(data[31:35], "big")
 
 
-# Section 2.4: vendor TLVs.
+# Section 2.4: vendor TLVs. They live in the custom range 0xE0-0xEF, which other programs
+# use too: a TLV without the vendor's layout is not the vendor's (issue 9 item 4), the
+# accessor skips it, and the first TLV with the layout wins (as go-proxyproto does).
 def test_vendor_aws_vpce_id_section_2_4(impl: ModuleType) -> None:
     assert impl.parse(AWS_NLB_PROPROT).aws_vpce_id == "vpce-08d2bf15fac5001c9"
     assert impl.parse(AWS_NLB_CAPTURE).aws_vpce_id == "vpce-00eafc458ec97b833"
     result = impl.parse(AWS_NLB_CAPTURE)
     assert result.get_tlv(TLVType.NOOP) == bytes(36)
     assert [t.type for t in result.tlvs] == [0x03, 0xEA, 0x04]
-    # Another subtype is not a VPC endpoint id; bad characters are refused on access.
+    # Another subtype, or characters other than [A-Za-z0-9-]: not a VPC endpoint id.
     assert impl.parse(with_tlvs((0xEA, b"\x02vpce-1"))).aws_vpce_id is None
-    with pytest.raises(InvalidHeader):
-        _ = impl.parse(with_tlvs((0xEA, b"\x01vcpe-!?***&&"))).aws_vpce_id
+    assert impl.parse(with_tlvs((0xEA, b"\x01vcpe-!?***&&"))).aws_vpce_id is None
+    assert impl.parse(with_tlvs((0xEA, b"\x01vpce-1\n"))).aws_vpce_id is None
     assert impl.parse(with_tlvs((0xEA, b"\x01"))).aws_vpce_id == ""
+    assert impl.parse(with_tlvs(
+        (0xEA, b"\x01not an id"), (0xEA, b"\x02vpce-2"), (0xEA, b"\x01vpce-3"),
+    )).aws_vpce_id == "vpce-3"
 
 
 def test_vendor_azure_link_id_section_2_4(impl: ModuleType) -> None:
@@ -341,15 +346,38 @@ def test_vendor_azure_link_id_section_2_4(impl: ModuleType) -> None:
     ))
     assert result.azure_link_id == 0x210045C1
     assert impl.parse(with_tlvs((0xEE, b"\x02\x01\x01\x01\x01"))).azure_link_id is None
-    with pytest.raises(InvalidHeader):
-        _ = impl.parse(with_tlvs((0xEE, b"\x01\x01\x01"))).azure_link_id
+    assert impl.parse(with_tlvs((0xEE, b"\x01\x01\x01"))).azure_link_id is None
+    assert impl.parse(with_tlvs((0xEE, b"\x01\x01\x01\x01\x01\x01"))).azure_link_id is None
+    assert impl.parse(with_tlvs(
+        (0xEE, b"\x01\x01\x01"), (0xEE, b"\x01\x02\x00\x00\x00"),
+    )).azure_link_id == 2
 
 
 def test_vendor_gcp_psc_id_section_2_4(impl: ModuleType) -> None:
     value = bytes.fromhex("ffffffffc0a86402")
     assert impl.parse(with_tlvs((0xE0, value))).gcp_psc_id == 18446744072646845442
     assert impl.parse(with_tlvs((0xEA, b"\x01vpce-1"))).gcp_psc_id is None
-    # The first 0xE0 TLV decides; a malformed one is refused on access (go-proxyproto
-    # would skip it and use a later one).
-    with pytest.raises(InvalidHeader):
-        _ = impl.parse(with_tlvs((0xE0, b"\xff\xff\xff"), (0xE0, value))).gcp_psc_id
+    # A 0xE0 TLV of another length is not a PSC id: a later 8-byte one is the answer.
+    assert impl.parse(with_tlvs((0xE0, b"\xff\xff\xff"))).gcp_psc_id is None
+    assert impl.parse(with_tlvs((0xE0, b"\xff\xff\xff"), (0xE0, value))).gcp_psc_id == (
+        18446744072646845442
+    )
+
+
+HITCH_PEM = (
+    b"-----BEGIN CERTIFICATE-----\n"
+    b"MIIBszCCAVmgAwIBAgIUXk0FAKEfakeFAKEfakeFAKEfake0wCgYIKoZIzj0EAwIw\n"
+    b"-----END CERTIFICATE-----\n"
+)
+
+
+def test_vendor_accessors_never_raise_on_foreign_custom_tlvs(impl: ModuleType) -> None:
+    """Issue 9 item 4: hitch's client-certificate PEM in 0xE0 (and other programs' data
+    in 0xEA/0xEE) is not a vendor id: every accessor gives ``None``, the TLVs stay raw."""
+    items = ((0xE0, HITCH_PEM), (0xEA, b"\x01" + HITCH_PEM), (0xEE, b"\x01\x00"),
+             (0xE0, b""), (0xEA, b""), (0xEE, b""))
+    result = impl.parse(with_tlvs(*items))
+    assert (result.gcp_psc_id, result.aws_vpce_id, result.azure_link_id) == (None, None, None)
+    assert [tuple(t) for t in result.tlvs] == list(items)
+    for name in ("alpn", "authority", "crc32c", "unique_id", "netns", "ssl", "is_local"):
+        getattr(result, name)

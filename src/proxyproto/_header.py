@@ -7,25 +7,36 @@ results compare equal whichever implementation produced them.
 from __future__ import annotations
 
 import enum
+import re
 import socket
-from typing import NamedTuple, Optional, Union
-
-from ._errors import InvalidHeader
+from collections.abc import Iterable
+from typing import Any, Callable, NamedTuple, Optional, TypeVar, Union
 
 __all__ = [
     "Address",
     "Command",
+    "InetAddress",
     "ProxyHeader",
     "SSLClient",
     "SSLInfo",
     "SSLSubtype",
+    "SocketAddress",
     "TLV",
     "TLVType",
+    "UnixAddress",
 ]
 
-#: An address as found in a header: ``(host, port)`` for INET/INET6, a path for AF_UNIX
-#: (``str``; ``bytes`` for a Linux abstract name, whose first byte is NUL).
-Address = Union[tuple[str, int], str, bytes]
+#: An INET/INET6 address: ``(host, port)``, the host as ``socket.inet_ntop`` writes it.
+InetAddress = tuple[str, int]
+#: An AF_UNIX address: the path as ``str``, or ``bytes`` for a Linux abstract name (its
+#: first byte is NUL).
+UnixAddress = Union[str, bytes]
+#: An address as found in a header: an :data:`InetAddress` or a :data:`UnixAddress`.
+Address = Union[InetAddress, str, bytes]
+#: An address as a socket reports it (``getpeername()``, ``getsockname()``): what a
+#: header holds, or AF_INET6's ``(host, port, flowinfo, scope_id)``. The type of an
+#: "original client" that falls back to the socket's peer when the header has none.
+SocketAddress = Union[InetAddress, tuple[str, int, int, int], str, bytes]
 
 
 class Command(enum.IntEnum):
@@ -124,63 +135,109 @@ class SSLInfo(NamedTuple):
         return bool(self.client & (SSLClient.CERT_CONN | SSLClient.CERT_SESS)) and self.verify == 0
 
 
-_SSL_FIELDS = {
-    SSLSubtype.VERSION: "version",
-    SSLSubtype.CN: "cn",
-    SSLSubtype.CIPHER: "cipher",
-    SSLSubtype.SIG_ALG: "sig_alg",
-    SSLSubtype.KEY_ALG: "key_alg",
-    SSLSubtype.GROUP: "group",
-    SSLSubtype.SIG_SCHEME: "sig_scheme",
-}
-
-
 def decode_ssl(value: bytes) -> SSLInfo:
-    """Decode an SSL TLV value (already validated by the parser).
+    """Decode an SSL TLV value (already validated by the parser) with the pure-Python
+    reference; :attr:`ProxyHeader.ssl` uses the selected implementation's (C when built).
 
     Raises:
         InvalidHeader: the value is malformed (only for values that did not come from
             :func:`proxyproto.parse`).
     """
-    if len(value) < 5:
-        raise InvalidHeader(f"SSL TLV value is {len(value)} bytes, at least 5 required")
-    fields: dict[str, object] = {}
-    subs: list[TLV] = []
-    pos, end = 5, len(value)
-    while pos < end:
-        if end - pos < 3:
-            raise InvalidHeader("truncated SSL sub-TLV header")
-        sub_type = value[pos]
-        sub_len = (value[pos + 1] << 8) | value[pos + 2]
-        if pos + 3 + sub_len > end:
-            raise InvalidHeader(f"SSL sub-TLV 0x{sub_type:02x} runs past the SSL TLV")
-        sub_value = bytes(value[pos + 3 : pos + 3 + sub_len])
-        subs.append(TLV(sub_type, sub_value))
-        name = _SSL_FIELDS.get(sub_type)  # type: ignore[call-overload]
-        if name is not None and name not in fields:
-            encoding = "utf-8" if sub_type == SSLSubtype.CN else "ascii"
-            try:
-                fields[name] = sub_value.decode(encoding)
-            except UnicodeDecodeError:
-                raise InvalidHeader(
-                    f"SSL sub-TLV 0x{sub_type:02x} is not valid {encoding}"
-                ) from None
-        elif sub_type == SSLSubtype.CLIENT_CERT and "client_cert" not in fields:
-            fields["client_cert"] = sub_value
-        pos += 3 + sub_len
-    verify = int.from_bytes(value[1:5], "big")
-    return SSLInfo(value[0], verify, sub_tlvs=tuple(subs), **fields)  # type: ignore[arg-type]
+    from ._v2 import decode_ssl as reference  # here: _v2 imports this module
+
+    return reference(value)
 
 
-class ProxyHeader(NamedTuple):
+# -- typed accessors' plumbing ---------------------------------------------------------
+
+# TLV type numbers as plain ints: a lookup compares ints, it never builds an enum member.
+_ALPN = 0x01
+_AUTHORITY = 0x02
+_CRC32C = 0x03
+_UNIQUE_ID = 0x05
+_SSL = 0x20
+_NETNS = 0x30
+_GCP = 0xE0
+_AWS = 0xEA
+_AZURE = 0xEE
+_AWS_VPCE_ID = re.compile(rb"\x01[A-Za-z0-9-]*\Z")  # subtype 0x01, then the id
+
+_decode_ssl: Optional[Callable[[bytes], SSLInfo]] = None
+
+
+def _ssl_decoder() -> Callable[[bytes], SSLInfo]:
+    """The selected implementation's SSL decoder (in C on the compiled path), found once."""
+    global _decode_ssl
+    if _decode_ssl is None:
+        # Imported here, not at import time: _impl imports the twins, which import us.
+        from ._impl import decode_ssl as selected
+
+        _decode_ssl = selected
+    return _decode_ssl
+
+
+# Decoded SSL TLVs by value: a header's ``ssl`` is decoded at its first access only, and
+# the many connections whose TLS parameters are the same share one decoding (an SSLInfo
+# is immutable). Bounded: at most _SSL_CACHE_ENTRIES values of at most _SSL_CACHE_VALUE
+# bytes each are kept (the cache is emptied when full), so distinct values cost no more.
+_SSL_CACHE: dict[bytes, SSLInfo] = {}
+_SSL_CACHE_ENTRIES = 256
+_SSL_CACHE_VALUE = 4096
+
+
+def _decoded_ssl(value: bytes) -> SSLInfo:
+    info = _SSL_CACHE.get(value)
+    if info is None:
+        info = _ssl_decoder()(value)
+        if len(value) <= _SSL_CACHE_VALUE:
+            if len(_SSL_CACHE) >= _SSL_CACHE_ENTRIES:
+                _SSL_CACHE.clear()
+            _SSL_CACHE[value] = info
+    return info
+
+
+_H = TypeVar("_H", bound="ProxyHeader")
+
+
+_check_fields: Optional[Callable[..., tuple[tuple[Any, ...], bytes]]] = None
+
+
+def _checked(*fields: object) -> tuple[tuple[Any, ...], bytes]:
+    """The checked fields and the encoding (see ``_checks``, imported at first use)."""
+    global _check_fields
+    if _check_fields is None:
+        from ._checks import check_fields  # here: _checks imports this module
+
+        _check_fields = check_fields
+    return _check_fields(*fields)
+
+
+class _ProxyHeaderFields(NamedTuple):
+    version: int
+    command: Command
+    family: socket.AddressFamily
+    transport: Optional[socket.SocketKind]
+    source: Optional[Address]
+    destination: Optional[Address]
+    tlvs: tuple[TLV, ...]
+    length: int
+
+
+class ProxyHeader(_ProxyHeaderFields):
     """A parsed (or to-be-encoded) PROXY protocol header. Immutable, hashable, ``==`` by value.
+
+    A tuple of eight fields. ``ProxyHeader(...)`` checks them and raises ``TypeError`` or
+    ``ValueError`` for any combination :func:`proxyproto.parse` could not return; ``tlvs``
+    may be any iterable of ``(type, value)`` pairs, hosts are put in canonical form, and
+    ``length`` defaults to the size of the header's encoding.
 
     Attributes:
         version: ``1`` or ``2``.
         command: :attr:`Command.PROXY` or :attr:`Command.LOCAL` (v1 is always ``PROXY``).
         family: ``socket.AF_INET``, ``AF_INET6``, ``AF_UNIX`` or ``AF_UNSPEC`` (v1
             ``UNKNOWN`` is ``AF_UNSPEC``). For v2 LOCAL it is the family byte as sent.
-        transport: ``socket.SOCK_STREAM``, ``socket.SOCK_DGRAM`` or ``None`` (unspecified).
+        transport: ``socket.SOCK_STREAM``, ``socket.SOCK_DGRAM`` or ``None`` (unspecified,
+            exactly when the family is ``AF_UNSPEC``).
         source: the original client: ``(host, port)`` for INET/INET6 (host as
             ``socket.inet_ntop`` writes it), the path for AF_UNIX. ``None`` whenever the
             receiver must use the real connection's addresses (v2 LOCAL, AF_UNSPEC, v1
@@ -191,14 +248,36 @@ class ProxyHeader(NamedTuple):
         length: how many bytes the header took; application data starts there.
     """
 
-    version: int
-    command: Command
-    family: socket.AddressFamily
-    transport: Optional[socket.SocketKind]
-    source: Optional[Address]
-    destination: Optional[Address]
-    tlvs: tuple[TLV, ...]
-    length: int
+    __slots__ = ()  # the eight fields only; the parsers build the tuple without __new__
+
+    def __new__(
+        cls,
+        version: int,
+        command: Union[Command, int],
+        family: Union[socket.AddressFamily, int],
+        transport: Optional[Union[socket.SocketKind, int]],
+        source: Optional[Address],
+        destination: Optional[Address],
+        tlvs: Iterable[tuple[int, bytes]] = (),
+        length: Optional[int] = None,
+    ) -> ProxyHeader:
+        fields, _ = _checked(version, command, family, transport, source, destination, tlvs,
+                             length)
+        return tuple.__new__(cls, fields)
+
+    @classmethod
+    def _make(  # type: ignore[override]  # mypy's NamedTuple stub types it by the fields
+        cls: type[_H], iterable: Iterable[Any]
+    ) -> _H:
+        """Build from an iterable of the eight fields, checked as by ``ProxyHeader(...)``."""
+        return cls(*iterable)
+
+    def _replace(self, **changes: Any) -> ProxyHeader:
+        """A copy with some fields changed, checked; ``length`` is recomputed unless given."""
+        fields = self._asdict()
+        fields["length"] = None
+        fields.update(changes)
+        return ProxyHeader(**fields)
 
     # -- equality: by value, and only with other ProxyHeaders (not with plain tuples) --
 
@@ -219,121 +298,124 @@ class ProxyHeader(NamedTuple):
 
     def get_tlv(self, tlv_type: int) -> Optional[bytes]:
         """The value of the first TLV of ``tlv_type``, or ``None`` when absent."""
-        for tlv in self.tlvs:
-            if tlv[0] == tlv_type:
-                return tlv[1]
+        for item_type, value in self.tlvs:
+            if item_type == tlv_type:
+                return value
         return None
 
     def get_tlvs(self, tlv_type: int) -> tuple[bytes, ...]:
         """The values of every TLV of ``tlv_type``, in wire order."""
-        return tuple(tlv[1] for tlv in self.tlvs if tlv[0] == tlv_type)
+        return tuple(value for item_type, value in self.tlvs if item_type == tlv_type)
 
     @property
     def is_local(self) -> bool:
         """``True`` when the receiver must use the real connection's addresses."""
         return self.source is None
 
+    # Accessors never raise on a header that ``parse`` returned or ``ProxyHeader(...)``
+    # accepted: both checked the registered TLVs' encodings.
+
     @property
     def alpn(self) -> Optional[bytes]:
-        """The ALPN TLV (0x01): the negotiated application protocol, e.g. ``b"h2"``."""
-        return self.get_tlv(TLVType.ALPN)
+        """The ALPN TLV (0x01), the negotiated application protocol, e.g. ``b"h2"``."""
+        for item_type, value in self.tlvs:
+            if item_type == _ALPN:
+                return value
+        return None
 
     @property
     def authority(self) -> Optional[str]:
-        """The AUTHORITY TLV (0x02): the host name the client asked for (TLS SNI)."""
-        value = self.get_tlv(TLVType.AUTHORITY)
-        return None if value is None else value.decode("utf-8")
+        """The AUTHORITY TLV (0x02), the host name the client asked for (TLS SNI)."""
+        for item_type, value in self.tlvs:
+            if item_type == _AUTHORITY:
+                return value.decode("utf-8")
+        return None
 
     @property
     def crc32c(self) -> Optional[int]:
         """The CRC32C TLV's value as an integer (already verified by ``parse``)."""
-        value = self.get_tlv(TLVType.CRC32C)
-        return None if value is None else int.from_bytes(value, "big")
+        for item_type, value in self.tlvs:
+            if item_type == _CRC32C:
+                return int.from_bytes(value, "big")
+        return None
 
     @property
     def unique_id(self) -> Optional[bytes]:
-        """The UNIQUE_ID TLV (0x05): an opaque connection id of at most 128 bytes."""
-        return self.get_tlv(TLVType.UNIQUE_ID)
+        """The UNIQUE_ID TLV (0x05), an opaque connection id of at most 128 bytes."""
+        for item_type, value in self.tlvs:
+            if item_type == _UNIQUE_ID:
+                return value
+        return None
 
     @property
     def netns(self) -> Optional[str]:
-        """The NETNS TLV (0x30): the network namespace name."""
-        value = self.get_tlv(TLVType.NETNS)
-        return None if value is None else value.decode("ascii")
+        """The NETNS TLV (0x30), the network namespace name."""
+        for item_type, value in self.tlvs:
+            if item_type == _NETNS:
+                return value.decode("ascii")
+        return None
 
     @property
     def ssl(self) -> Optional[SSLInfo]:
-        """The SSL TLV (0x20) decoded, with its sub-TLVs."""
-        value = self.get_tlv(TLVType.SSL)
-        return None if value is None else decode_ssl(value)
+        """The SSL TLV (0x20) decoded, with its sub-TLVs.
 
-    def _vendor(self, tlv_type: int, subtype: int) -> Optional[bytes]:
-        for tlv in self.tlvs:
-            if tlv[0] == tlv_type and tlv[1][:1] == bytes((subtype,)):
-                return tlv[1][1:]
+        Decoded at the first access and kept (by value, so headers with the same SSL TLV
+        share one decoding): a later access costs a dictionary lookup.
+        """
+        for item_type, value in self.tlvs:
+            if item_type == _SSL:
+                return _decoded_ssl(value)
         return None
+
+    # The vendors' TLVs sit in the custom range 0xE0-0xEF, which other programs use too
+    # (hitch puts a client certificate in 0xE0): a TLV without the vendor's layout is not
+    # the vendor's, so it is skipped, and the first one with the layout is the answer.
 
     @property
     def aws_vpce_id(self) -> Optional[str]:
         """AWS VPC endpoint id (TLV 0xEA, subtype 0x01), e.g. ``"vpce-08d2bf15fac5001c9"``.
 
-        Raises:
-            InvalidHeader: the TLV is present but is not ASCII letters, digits and ``-``.
+        ``None`` when no 0xEA TLV has subtype 0x01 followed by ASCII letters, digits and
+        ``-`` only.
         """
-        value = self._vendor(TLVType.AWS, AWS_SUBTYPE_VPCE_ID)
-        if value is None:
-            return None
-        if not all(c == 0x2D or 0x30 <= c <= 0x39 or 0x41 <= c <= 0x5A or 0x61 <= c <= 0x7A
-                   for c in value):
-            raise InvalidHeader("AWS VPC endpoint id TLV holds characters other than [A-Za-z0-9-]")
-        return value.decode("ascii")
+        for item_type, value in self.tlvs:
+            if item_type == _AWS and _AWS_VPCE_ID.match(value) is not None:
+                return value[1:].decode("ascii")
+        return None
 
     @property
     def azure_link_id(self) -> Optional[int]:
         """Azure private endpoint link id (TLV 0xEE, subtype 0x01, uint32 little-endian).
 
-        Raises:
-            InvalidHeader: the TLV is present but its value is not exactly 5 bytes.
+        ``None`` when no 0xEE TLV is exactly 5 bytes starting with subtype 0x01.
         """
-        value = self._vendor(TLVType.AZURE, AZURE_SUBTYPE_PRIVATEENDPOINT_LINKID)
-        if value is None:
-            return None
-        if len(value) != 4:
-            raise InvalidHeader(f"Azure link id TLV is {len(value) + 1} bytes, expected 5")
-        return int.from_bytes(value, "little")
+        for item_type, value in self.tlvs:
+            if item_type == _AZURE and len(value) == 5 and value[0] == 0x01:
+                return int.from_bytes(value[1:], "little")
+        return None
 
     @property
     def gcp_psc_id(self) -> Optional[int]:
         """Google Cloud PSC connection id (TLV 0xE0, uint64 big-endian, no subtype).
 
-        Raises:
-            InvalidHeader: the TLV is present but its value is not exactly 8 bytes.
+        ``None`` when no 0xE0 TLV is exactly 8 bytes.
         """
-        value = self.get_tlv(TLVType.GCP)
-        if value is None:
-            return None
-        if len(value) != 8:
-            raise InvalidHeader(f"GCP PSC connection id TLV is {len(value)} bytes, expected 8")
-        return int.from_bytes(value, "big")
+        for item_type, value in self.tlvs:
+            if item_type == _GCP and len(value) == 8:
+                return int.from_bytes(value, "big")
+        return None
 
     def to_bytes(self) -> bytes:
         """Encode this header again (canonically) with the selected implementation.
 
         A CRC32C TLV, if present, is recomputed and moved to the end; v2 ``LOCAL`` and
         ``AF_UNSPEC`` headers are written as ``LOCAL``; v1 ``UNKNOWN`` as ``PROXY UNKNOWN``.
-        """
-        from ._impl import encode_v1, encode_v2
 
-        if self.version == 1:
-            return encode_v1(self.source, self.destination)  # type: ignore[arg-type]
-        tlvs = [t for t in self.tlvs if t[0] != TLVType.CRC32C]
-        return encode_v2(
-            self.source,
-            self.destination,
-            transport=self.transport or socket.SOCK_STREAM,
-            tlvs=tlvs,
-            crc32c=len(tlvs) != len(self.tlvs),
-        )
+        Raises:
+            TypeError, ValueError: the fields are not a header ``parse`` could return
+                (possible only for a tuple built around ``ProxyHeader(...)``'s checks).
+        """
+        return _checked(*self)[1]
 
     def __repr__(self) -> str:
         parts = [f"version={self.version}", f"command={self.command.name}",
