@@ -60,16 +60,17 @@ READERS = ("PolicyReader", "HeaderReader")
 
 def _imports() -> tuple[Any, Any, Any, type[Exception], str]:
     """PolicyReader, HeaderReader, Policy, ProxyProtocolError and where PolicyReader came
-    from: the top-level names first, then ``proxyproto.policy`` (after the redesign)."""
+    from: ``proxyproto.policy`` (after the redesign), else the top level (before it)."""
     import proxyproto
 
-    where = "proxyproto.PolicyReader"
-    try:
-        from proxyproto import PolicyReader
-    except ImportError:
-        from proxyproto.policy import PolicyReader  # type: ignore[import-not-found,no-redef]
+    try:  # since the redesign: the adapter writers' module
+        from proxyproto.policy import PolicyReader
 
         where = "proxyproto.policy.PolicyReader"
+    except ImportError:  # before it (commit 14884fc): the top level
+        from proxyproto import PolicyReader  # type: ignore[attr-defined,no-redef]
+
+        where = "proxyproto.PolicyReader"
     try:
         from proxyproto import HeaderReader
     except ImportError:  # pragma: no cover - kept public by the API contract

@@ -46,6 +46,7 @@ from proxyproto import (
     ProxyHeader,
     ProxyProtocolError,
 )
+from proxyproto.policy import DEFAULT_MAX_SIZE
 
 __all__ = [
     "ByteSource",
@@ -307,7 +308,7 @@ def _chunks(data: bytes, rng: random.Random) -> list[Union[bytes, bytearray, mem
 
 
 def check_reader(
-    data: bytes, *, seed: Optional[int] = None, max_size: int = proxyproto.DEFAULT_MAX_SIZE
+    data: bytes, *, seed: Optional[int] = None, max_size: int = DEFAULT_MAX_SIZE
 ) -> None:
     """Feed ``data`` to a :class:`HeaderReader` in pseudo-random chunks; compare with ``parse``.
 
@@ -375,7 +376,7 @@ def check_reader(
 # PolicyReader: what the I/O adapters do with a connection's first bytes
 
 
-def check_policy_reader(data: bytes, *, max_size: int = proxyproto.DEFAULT_MAX_SIZE) -> None:
+def check_policy_reader(data: bytes, *, max_size: int = DEFAULT_MAX_SIZE) -> None:
     """Feed ``data`` in chunks to a ``PolicyReader`` under every policy, then ``finish()``.
 
     Compared with ``parse``: a header is honoured under REQUIRE/USE, read and dropped
@@ -383,7 +384,8 @@ def check_policy_reader(data: bytes, *, max_size: int = proxyproto.DEFAULT_MAX_S
     policy; a connection without a header is refused under REQUIRE and otherwise handed
     to the application with *every* byte it sent; SKIP reads nothing.
     """
-    from proxyproto import NoProxyHeader, Policy, PolicyReader, PolicyViolation, _impl
+    from proxyproto import NoProxyHeader, Policy, PolicyViolation, _impl
+    from proxyproto.policy import PolicyReader
 
     expected = outcome(_impl.parse, data, max_size=max_size)
     for policy in Policy:

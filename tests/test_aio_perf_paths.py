@@ -27,7 +27,6 @@ from proxyproto import (
     InvalidHeader,
     NoProxyHeader,
     Policy,
-    PolicyReader,
     PolicyViolation,
     ProxyProtocolError,
     aio,
@@ -35,6 +34,7 @@ from proxyproto import (
     encode_v2,
 )
 from proxyproto.aio._transport import ProxiedSocket, ProxiedTransport
+from proxyproto.policy import PolicyReader
 
 SRC, DST = ("192.0.2.10", 40000), ("198.51.100.20", 443)
 V2 = encode_v2(SRC, DST)

@@ -57,6 +57,32 @@ def test_contract_names_are_public() -> None:
     assert (Command.LOCAL, Command.PROXY) == (0, 1)
 
 
+def test_top_level_is_the_wire_values_errors_and_trust() -> None:
+    """Internals stay out of ``__all__``; the adapter writers' names are in
+    ``proxyproto.policy``, and their old top-level spelling still works with a warning."""
+    import warnings
+
+    import proxyproto.policy
+
+    internals = {"PolicyReader", "decide_policy", "apply_policy", "accept_datagram",
+                 "resolve_addresses", "ConnectionPolicy", "DEFAULT_MAX_SIZE",
+                 "DEFAULT_TIMEOUT", "ProxyOptions", "decide_start"}
+    assert not internals & set(proxyproto.__all__)
+    assert internals <= set(proxyproto.policy.__all__)
+    for name in internals - {"ProxyOptions", "decide_start"}:
+        with pytest.warns(DeprecationWarning, match=f"proxyproto.policy.{name}"):
+            moved = getattr(proxyproto, name)
+        assert moved is getattr(proxyproto.policy, name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(AttributeError):
+            proxyproto.ProxyOptions  # noqa: B018
+    for name in proxyproto.__all__:  # every public name has a docstring or is a constant
+        value = getattr(proxyproto, name)
+        assert value.__doc__ or isinstance(value, (str, bytes, int, tuple)) or name.endswith(
+            "Address"), name
+
+
 def test_exception_tree() -> None:
     assert issubclass(ProxyProtocolError, ValueError)
     for error in (IncompleteHeader, NoProxyHeader, InvalidHeader, PolicyViolation):

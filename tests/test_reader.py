@@ -25,8 +25,6 @@ from cases import (
     v2,
 )
 from proxyproto import (
-    DEFAULT_MAX_SIZE,
-    DEFAULT_TIMEOUT,
     MAX_V2_SIZE,
     HeaderReader,
     HeaderTooLarge,
@@ -34,6 +32,7 @@ from proxyproto import (
     NoProxyHeader,
     ProxyProtocolError,
 )
+from proxyproto.policy import DEFAULT_MAX_SIZE, DEFAULT_TIMEOUT
 
 
 @pytest.fixture

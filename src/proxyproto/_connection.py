@@ -103,7 +103,7 @@ def decide_start(
     ``final=True`` when no more will come in time (EOF, the deadline).
 
     Args:
-        policy: the connection's policy (see :func:`proxyproto.decide_policy`).
+        policy: the connection's policy (see :func:`proxyproto.policy.decide_policy`).
         data: every byte received so far.
         max_size: the v2 header size cap (checked as soon as the length field is in).
         final: no more bytes will come: a partial header is then refused

@@ -29,7 +29,7 @@ class                       ``reason``     raised when
 
 ``MissingHeader`` derives from both ``NoProxyHeader`` and ``PolicyViolation``: "no header
 under ``REQUIRE``" was a ``NoProxyHeader`` in the readers and a ``PolicyViolation`` in
-:func:`proxyproto.apply_policy`; it is now this one class everywhere, and both old
+:func:`proxyproto.policy.apply_policy`; it is now this one class everywhere, and both old
 ``except`` clauses still catch it.
 """
 

@@ -145,7 +145,7 @@ class ProxyOptions:
         return ProxyOptions(**merged)
 
     def decide(self, peer: object, local: object) -> Optional[Policy]:
-        """:func:`proxyproto.decide_policy` with these options: the policy for one peer,
+        """:func:`proxyproto.policy.decide_policy` with these options: the policy for one peer,
         or ``None`` to close it before reading (an untrusted peer no policy applies to).
 
         Raises:
@@ -162,7 +162,7 @@ class ProxyOptions:
     def accept_datagram(
         self, data: Buffer, peer: object, local: object
     ) -> tuple[Optional[ProxyHeader], bytes]:
-        """:func:`proxyproto.accept_datagram` with these options."""
+        """:func:`proxyproto.policy.accept_datagram` with these options."""
         return accept_datagram(data, peer, local, trusted=self.trusted, policy=self.policy,
                                untrusted_policy=self.untrusted_policy,
                                max_size=self.max_size,

@@ -128,7 +128,7 @@ class HeaderReader:
     A partial header costs no exception, and a v2 header is parsed when its fixed part,
     then when all of it is there. A v1 line is parsed with every chunk, so that a
     malformed one is refused at its first bad byte ([SPEC §2] A-1) and :attr:`needed` is
-    exact; the adapters' :class:`~proxyproto.PolicyReader` judges a v1 line at its LF
+    exact; the adapters' :class:`~proxyproto.policy.PolicyReader` judges a v1 line at its LF
     instead (see :func:`scan`).
 
     Args:

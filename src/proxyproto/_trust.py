@@ -112,7 +112,7 @@ class TrustedProxies:
     Networks are merged into sorted, disjoint intervals, so a lookup is a binary search:
     its cost grows with the logarithm of the number of networks, not linearly. Anything
     that is not an IP address (a UNIX socket peer, garbage) is never trusted here (see
-    ``trust_unix_peers`` of :func:`proxyproto.decide_policy` for UNIX sockets).
+    ``trust_unix_peers`` of :func:`proxyproto.policy.decide_policy` for UNIX sockets).
 
     The syntax is strict: a bare address is one host, a network with host bits set
     (``"10.0.0.1/8"``) and a zone id (``"fe80::1%eth0"``) are refused. An IPv4-mapped

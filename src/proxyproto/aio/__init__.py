@@ -3,7 +3,7 @@
 The PROXY layer is written once, as a protocol (:class:`ProxyProtocolLayer`) that sits in
 front of any ``asyncio.Protocol``: it decides the policy from the peer address before
 reading anything, reads the header under a deadline and a size cap (the sans-IO
-:class:`~proxyproto.PolicyReader` does the reading), optionally starts TLS, and only then
+:class:`~proxyproto.policy.PolicyReader` does the reading), optionally starts TLS, and only then
 calls the application's ``connection_made`` with a transport whose ``get_extra_info``
 reports the original addresses. The streams server (:func:`start_server`) is the same
 layer with ``asyncio.StreamReaderProtocol`` as the application.
