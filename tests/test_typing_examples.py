@@ -25,32 +25,9 @@ pytestmark = pytest.mark.slow
 #: Blocks known not to pass yet, by ``Block.key`` (path and content digest), with what
 #: they need. An entry stops applying as soon as its block is edited; one whose block
 #: passes unchanged fails as XPASS (xfail_strict), so the list cannot go stale.
-FRAGMENT = "a fragment (names from elsewhere, top-level await): complete it or mark it skipped"
 KNOWN_FAILURES: dict[str, str] = {
     "README.md#ce33b3cc8f": "lead: annotate handle(reader: asyncio.StreamReader, writer: "
                             "asyncio.StreamWriter) -> None and main() -> None",
-    "docs/asyncio.rst#4e55a704a6": f"aio: {FRAGMENT}",
-    "docs/asyncio.rst#e2fbca327f": "aio: uvicorn's http= (type[asyncio.Protocol] | str) refuses "
-                                   "the UvicornHTTPProtocol that uvicorn_http_protocol() returns",
-    "docs/asyncio.rst#097e3ebe61": f"aio: {FRAGMENT}",
-    "docs/asyncio.rst#d2483686f4": f"aio: {FRAGMENT}",
-    "docs/asyncio.rst#e74f7eddd6": f"aio: {FRAGMENT}",
-    "docs/asyncio.rst#616f1dfe3f": f"aio: annotate the callback; {FRAGMENT}",
-    "docs/asyncio.rst#c5b5527634": f"aio: annotate the protocol's methods; {FRAGMENT}",
-    "docs/quickstart.rst#191a1f72f4": f"lead: {FRAGMENT}",
-    "docs/quickstart.rst#7b45eb41d2": f"lead: {FRAGMENT}",
-    "docs/quickstart.rst#3b05c18955": f"lead: {FRAGMENT}",
-    "docs/security.rst#94b2695410": f"lead: {FRAGMENT}",
-    "docs/sockets.rst#31a083010b": f"trust: {FRAGMENT}",
-    "docs/sockets.rst#e5246d9daa": "trust: annotate serve(); resolve_addresses() returns "
-                                   "tuple[object, object] (use SocketAddress); `listener`",
-    "docs/sockets.rst#b5df1690c1": "trust: annotate the handler method (-> None)",
-    "docs/sockets.rst#efcf335d6a": f"trust: annotate the methods; {FRAGMENT}",
-    "docs/sockets.rst#d9129e0bd2": f"trust: {FRAGMENT}",
-    "docs/sockets.rst#d70ecb90b5": f"trust: `answer` is undefined; {FRAGMENT}",
-    "docs/guides/cloud.rst#3ed9a21438": f"k3s: {FRAGMENT}",
-    "docs/guides/traefik-k3s.rst#acc77d0d5b": "k3s: annotate handle() and main() as the "
-                                              "README's example must be",
 }
 
 BLOCKS = [block for block in blocks() if not block.skipped]

@@ -10,11 +10,14 @@ machine that applies a chosen policy to the first bytes is in ``_connection.py``
 from __future__ import annotations
 
 import enum
-from typing import TYPE_CHECKING, Any, Callable, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar, Union
 
 from ._errors import HeaderRejected, MissingHeader, PolicyError, PolicyViolation, UntrustedPeer
-from ._header import ProxyHeader
+from ._header import Address, ProxyHeader
 from ._trust import TrustedProxies, is_unix_peer
+
+_Peer = TypeVar("_Peer")
+_Local = TypeVar("_Local")
 
 if TYPE_CHECKING:  # defined on top of this module; imported lazily (see __getattr__)
     from ._connection import PolicyReader, accept_datagram
@@ -175,8 +178,8 @@ def untrusted(peer: object) -> UntrustedPeer:
 
 
 def resolve_addresses(
-    header: Optional[ProxyHeader], peer: object, local: object
-) -> tuple[Any, Any]:
+    header: Optional[ProxyHeader], peer: _Peer, local: _Local
+) -> tuple[Union[Address, _Peer], Union[Address, _Local]]:
     """The connection's effective (client, destination) addresses.
 
     The header's addresses when it carries them, else the socket's own: a ``LOCAL``
@@ -185,11 +188,12 @@ def resolve_addresses(
 
     Args:
         header: the header returned by :func:`apply_policy` (``None`` when none applies).
-        peer: the socket's peer address.
-        local: the socket's own address.
+        peer: the socket's peer address (any type: it is returned as given).
+        local: the socket's own address (likewise).
 
     Returns:
-        ``(client, destination)``.
+        ``(client, destination)``: each a header ``proxyproto.Address`` or the
+        socket address passed in, typed as such (``Address | type of peer``).
     """
     if header is None:
         return peer, local
