@@ -25,10 +25,7 @@ pytestmark = pytest.mark.slow
 #: Blocks known not to pass yet, by ``Block.key`` (path and content digest), with what
 #: they need. An entry stops applying as soon as its block is edited; one whose block
 #: passes unchanged fails as XPASS (xfail_strict), so the list cannot go stale.
-KNOWN_FAILURES: dict[str, str] = {
-    "README.md#ce33b3cc8f": "lead: annotate handle(reader: asyncio.StreamReader, writer: "
-                            "asyncio.StreamWriter) -> None and main() -> None",
-}
+KNOWN_FAILURES: dict[str, str] = {}
 
 BLOCKS = [block for block in blocks() if not block.skipped]
 _ERROR = re.compile(r"^(?P<file>[^:]+\.py):(?P<line>\d+): (?P<kind>error|note): (?P<text>.*)$")

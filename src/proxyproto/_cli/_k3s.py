@@ -49,8 +49,8 @@ examples:
   {_PROG} --check {_k3s.TRAEFIK_CONFIG_PATH}
   helm -n kube-system get values traefik | {_PROG} --values -
 
-exit status: 0 printed / no errors, 1 errors found, 2 bad options,
-3 unreadable file or YAML syntax error, 4 PyYAML missing (pip install 'proxyproto[k3s]')
+exit status: 0 printed / no errors, 1 errors found, 2 bad options, 3 not UTF-8 or a YAML
+syntax error, 4 unreadable file, 5 PyYAML missing (pip install 'proxyproto[k3s]')
 """
 
 

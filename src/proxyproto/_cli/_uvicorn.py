@@ -43,8 +43,9 @@ examples:
   proxyproto uvicorn app:app --trusted 10.0.0.0/24 --forwarded-headers \\
       --forwarded-allow-ips 10.0.0.7      # an HTTP proxy behind the TCP one
 
-exit status: 0 stopped normally, 1 the app could not be imported (or a TLS file read),
-2 bad arguments, 3 uvicorn could not start (e.g. the address is in use).
+exit status: 0 stopped normally, 1 the app could not be imported, 2 bad arguments,
+4 a TLS file could not be read, 5 uvicorn (or httptools) is not installed,
+10 uvicorn could not start (e.g. the address is in use).
 """
 
 
