@@ -296,8 +296,12 @@ class ProxyProtocolLayer(asyncio.Protocol):
                  app_data: bytes) -> asyncio.BaseProtocol | None:
         """The header is settled: start TLS, or give the connection to the application."""
         self._policy = self._reader = None
-        if self._waiting is not None:
-            self._cancel_deadline()
+        waiting = self._waiting
+        if waiting is not None:  # _cancel_deadline(), inline: once per connection
+            self._waiting = None
+            waiting.pop(self, None)
+            if not waiting:
+                waiting.clear()  # frees the table a burst of connections left
         transport = self._transport
         assert transport is not None
         config = self._config
