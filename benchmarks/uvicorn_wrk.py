@@ -38,6 +38,9 @@ uvicorn servers, uvicorn's default ``http="auto"``: httptools when installed):
    connections took (uvicorn's once-a-tick work goes on), dump: the idle baseline.
    Per connection: (busy - idle) / N. Start-up, imports, warm-up and shutdown are outside
    both dumps. The servers run ``--jobs`` at a time (counts do not depend on the load).
+   ``uvicorn/keep-alive`` and ``uvicorn+proxy/keep-alive``: the same, counting N
+   requests on one kept-alive connection (per request). ``--only KIND`` measures some
+   of them; ``--keep DIR`` keeps the busy dumps for ``callgrind_annotate``.
 """
 
 from __future__ import annotations
