@@ -22,11 +22,14 @@ import tempfile
 from typing import Optional
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _report import valgrind_python
+
 from cases import build_cases
 
 RUNNER = """
 import importlib, sys, timeit
 sys.path.insert(0, {bench_dir!r})
+from _report import valgrind_python
 from cases import build_cases
 impls = {{"cython": importlib.import_module("proxyproto._fast"),
           "python": importlib.import_module("proxyproto._fallback")}}
@@ -41,7 +44,7 @@ else:
 
 
 def callgrind(script: str, args: list[str], out: str) -> None:
-    python = os.path.realpath(sys.executable)  # not a pyenv shim: valgrind must see python
+    python = valgrind_python()  # not a pyenv shim (valgrind must see python), a venv kept
     # A fixed hash seed: otherwise start-up costs differ between the two runs.
     env = {**os.environ, "PYTHONHASHSEED": "0"}
     subprocess.run(

@@ -38,6 +38,9 @@ uvicorn servers, uvicorn's default ``http="auto"``: httptools when installed):
    connections took (uvicorn's once-a-tick work goes on), dump: the idle baseline.
    Per connection: (busy - idle) / N. Start-up, imports, warm-up and shutdown are outside
    both dumps. The servers run ``--jobs`` at a time (counts do not depend on the load).
+   ``uvicorn/keep-alive`` and ``uvicorn+proxy/keep-alive``: the same, counting N
+   requests on one kept-alive connection (per request). ``--only KIND`` measures some
+   of them; ``--keep DIR`` keeps the busy dumps for ``callgrind_annotate``.
 """
 
 from __future__ import annotations
@@ -70,6 +73,9 @@ RESPONSE_BODY = b"ok"
 REQUEST = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n"
 CLOSE_REQUEST = b"GET / HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n"
 SERVERS = ("uvicorn", "uvicorn+proxy", "asyncio", "asyncio+proxy")
+#: what callgrind counts: a new connection per server, and a request on a kept-alive
+#: uvicorn connection
+CALLGRIND_KINDS = (*SERVERS, "uvicorn/keep-alive", "uvicorn+proxy/keep-alive")
 
 # wrk's Lua side: args[1] is the PROXY line ("" for the plain server, "\r\n" written as the
 # four characters), args[2] "first" to send it on the first request of the thread only
@@ -297,39 +303,82 @@ def _control(pid: int, *command: str) -> None:
                    capture_output=True, timeout=60)
 
 
-def _dump(pid: int, out: str) -> int:
-    """Dump the counters since the last zeroing; return that part's total."""
+def _dump(pid: int, out: str, keep: Optional[str] = None) -> int:
+    """Dump the counters since the last zeroing; return that part's total (and copy the
+    dump into the folder ``keep``, if given)."""
     before = set(glob.glob(out + ".*"))
     _control(pid, "-d")
     new = sorted(set(glob.glob(out + ".*")) - before)
     if len(new) != 1:
         raise RuntimeError(f"callgrind wrote {new}, not one dump")
+    if keep is not None:
+        shutil.copy(new[0], os.path.join(keep, os.path.basename(out)))
     return callgrind_total(new[0])
 
 
-def server_instructions(kind: str, connections: int, warmup: int, work: str) -> float:
+class KeepAlive:
+    """One keep-alive connection: the header (if any) goes in front of the first request."""
+
+    def __init__(self, port: int, header: bytes) -> None:
+        self.port = port
+        self.sock = socket.create_connection((HOST, port), timeout=30)
+        self.header = header
+
+    def request(self) -> None:
+        """One request and its whole response (the body is ``RESPONSE_BODY``)."""
+        self.sock.sendall(self.header + REQUEST)
+        self.header = b""
+        reply = b""
+        while True:
+            end = reply.find(b"\r\n\r\n")
+            if end >= 0 and len(reply) >= end + 4 + len(RESPONSE_BODY):
+                break
+            data = self.sock.recv(65536)
+            if not data:
+                raise RuntimeError(f"connection closed on port {self.port}: {reply[:80]!r}")
+            reply += data
+        if not reply.startswith(b"HTTP/1.1 200") or not reply.endswith(RESPONSE_BODY):
+            raise RuntimeError(f"unexpected reply on port {self.port}: {reply[:80]!r}")
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def server_instructions(kind: str, connections: int, warmup: int, work: str,
+                        keep: Optional[str] = None) -> float:
     """Instructions of the server process per connection, idle baseline subtracted.
 
     One server under callgrind: warm-up connections, zero the counters, N connections,
     dump; zero, stay idle as long as those N connections took, dump; the difference of
-    the two dumps divided by N.
+    the two dumps divided by N. A ``kind`` ending in ``/keep-alive`` (uvicorn only)
+    counts N requests on one connection instead (per request). ``keep``: a folder where
+    the busy dump is copied (for ``callgrind_annotate``).
     """
     port = free_port()
-    out = os.path.join(work, f"{kind.replace('+', '_')}.out")
+    server, _, mode = kind.partition("/")
+    out = os.path.join(work, f"{kind.replace('+', '_').replace('/', '_')}.out")
     prefix = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
-    header = proxy_line(port) if kind.endswith("proxy") else b""
-    with running(kind, port, prefix) as process:
+    header = proxy_line(port) if server.endswith("proxy") else b""
+    with running(server, port, prefix) as process:
+        if mode == "keep-alive":
+            session = KeepAlive(port, header)
+            step: Any = session.request
+        else:
+            def step() -> None:
+                one_connection(port, header)
         for _ in range(warmup):
-            one_connection(port, header)
+            step()
         _control(process.pid, "-z")
         started = time.monotonic()
         for _ in range(connections):
-            one_connection(port, header)
+            step()
         elapsed = time.monotonic() - started
-        busy = _dump(process.pid, out)
+        busy = _dump(process.pid, out, keep)
         _control(process.pid, "-z")
         time.sleep(elapsed)
         idle = _dump(process.pid, out)
+        if mode == "keep-alive":
+            session.close()
     return (busy - idle) / connections
 
 
@@ -354,6 +403,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--warmup", type=int, default=50, help="connections before counting")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
                         help="servers under callgrind at a time (default: the CPU count)")
+    parser.add_argument("--keep", metavar="DIR",
+                        help="copy the busy callgrind dumps there (for callgrind_annotate)")
+    parser.add_argument("--only", action="append", choices=CALLGRIND_KINDS,
+                        help="callgrind: only these servers (repeatable)")
     parser.add_argument("--rst", action="store_true", help="reStructuredText tables")
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     parser.add_argument("--serve", nargs=2, help=argparse.SUPPRESS)
@@ -400,20 +453,31 @@ def main(argv: Optional[list[str]] = None) -> int:
                            "ratio (median)", "ratio min-max", "failed rounds"], args.rst))
     if not args.no_callgrind:
         # The servers run --jobs at a time: instruction counts do not depend on the load.
+        kinds = [kind for kind in CALLGRIND_KINDS if not args.only or kind in args.only]
+        if args.keep:
+            os.makedirs(args.keep, exist_ok=True)
         with tempfile.TemporaryDirectory() as work, ThreadPoolExecutor(args.jobs) as pool:
             counted = pool.map(lambda kind: server_instructions(
-                kind, args.callgrind_connections, args.warmup, work), SERVERS)
-            per = dict(zip(SERVERS, counted))
+                kind, args.callgrind_connections, args.warmup, work, args.keep), kinds)
+            per = dict(zip(kinds, counted))
         figures["callgrind"] = per
         rows = []
-        for plain in ("uvicorn", "asyncio"):
-            proxied = per[f"{plain}+proxy"]
-            rows.append([plain, f"{per[plain]:,.0f}", f"{proxied:,.0f}",
+        for plain, label in (("uvicorn", "uvicorn (httptools), new connection"),
+                             ("asyncio", "bare asyncio, new connection"),
+                             ("uvicorn/keep-alive", "uvicorn, request on a kept-alive one")):
+            server, _, mode = plain.partition("/")
+            proxied_kind = f"{server}+proxy" + (f"/{mode}" if mode else "")
+            if plain not in per or proxied_kind not in per:
+                continue
+            proxied = per[proxied_kind]
+            rows.append([label, f"{per[plain]:,.0f}", f"{proxied:,.0f}",
                          f"{100 * (proxied / per[plain] - 1):+.1f}%"])
-        print(f"\ncallgrind, server process, instructions per new connection ("
-              f"{args.callgrind_connections} connections after {args.warmup} of warm-up, "
-              "idle baseline subtracted)")
+        print(f"\ncallgrind, server process, instructions per new connection or per "
+              f"keep-alive request ({args.callgrind_connections} after {args.warmup} of "
+              "warm-up, idle baseline subtracted)")
         print(table(rows, ["server", "plain", "+ PROXY layer", "difference"], args.rst))
+        if args.only:
+            print(", ".join(f"{kind}: {count:,.0f}" for kind, count in per.items()))
     if args.json:
         with open(args.json, "w") as out:
             json.dump(figures, out, indent=1)

@@ -89,7 +89,8 @@ def scan(data: Buffer, max_size: int, *, final: bool = False) -> Union[ProxyHead
         needed = signature_needed(data)
         if needed:
             return needed
-    if not final and partial_v1_line(data):
+    # (a chunk with its LF, the usual first chunk, needs no further look here)
+    if not final and (type(data) is memoryview or b"\n" not in data) and partial_v1_line(data):
         return max(FIRST_NEEDED - size, 1)
     return _impl.parse_or_needed(data, max_size=max_size)
 

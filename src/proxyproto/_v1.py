@@ -184,9 +184,12 @@ def _needed(buf: bytes) -> int:
     return need + sum(minimum[index + 1 :]) + (3 - index) + 2
 
 
-def parse_v1(data: bytes) -> Union[ProxyHeader, int]:
+def parse_v1(data: bytes, max_size: int = 0) -> Union[ProxyHeader, int]:
     """The v1 header at the start of ``data`` (whose byte 0 is ``P``), or the number of
-    further bytes a valid line needs at least. Raises NoProxyHeader or InvalidHeader."""
+    further bytes a valid line needs at least. Raises NoProxyHeader or InvalidHeader.
+
+    ``max_size`` (the v2 cap) is not used: a v1 line is capped at 107 bytes; the
+    parameter gives both parsers one signature for the facade's dispatch."""
     present = min(len(data), 5)
     if not data.startswith(b"PROXY") and data[:present] != b"PROXY"[:present]:
         for offset in range(present):

@@ -28,10 +28,14 @@ class HeaderDeadlines:
     most ``slack`` later, so a flood of stalled connections costs one wake-up per batch.
     """
 
-    __slots__ = ("_slack", "_timeout", "_timer", "loop", "waiting")
+    __slots__ = ("_slack", "_time", "_timeout", "_timer", "loop", "waiting")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, timeout: float) -> None:
         self.loop = loop
+        # loop.time() is time.monotonic() unless the loop says otherwise (uvloop has a
+        # clock of its own): the function itself then, no Python frame per connection
+        self._time = (time.monotonic if type(loop).time is asyncio.BaseEventLoop.time
+                      else loop.time)
         self._timeout = timeout
         self._slack = min(0.1, timeout / 10)
         self._timer: asyncio.TimerHandle | None = None
@@ -40,7 +44,7 @@ class HeaderDeadlines:
 
     def add(self, layer: ProxyProtocolLayer) -> None:
         """Start ``layer``'s deadline: ``timeout`` seconds from now."""
-        deadline = self.loop.time() + self._timeout
+        deadline = self._time() + self._timeout
         self.waiting[layer] = deadline
         if self._timer is None:
             self._timer = self.loop.call_at(deadline, self._sweep)
@@ -48,7 +52,7 @@ class HeaderDeadlines:
     def _sweep(self) -> None:
         self._timer = None
         waiting = self.waiting
-        now = self.loop.time() + _CLOCK_RESOLUTION
+        now = self._time() + _CLOCK_RESOLUTION
         due: list[ProxyProtocolLayer] = []
         for layer, deadline in waiting.items():
             if deadline > now:

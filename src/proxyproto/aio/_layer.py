@@ -5,14 +5,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl as _ssl
-from typing import Any, Callable, cast
+from typing import Any, Callable
 
 from .._adapters import ProxyStats
 from .._adapters import show_address as _show
+from .._connection import Decided, Need, PolicyReader, decide_start
 from .._errors import ProxyProtocolError
 from .._header import ProxyHeader
 from .._options import UNSET, ProxyOptions, TrustedArg, check_timeout, options_from
-from .._policy import ConnectionPolicy, Policy, PolicyReader
+from .._policy import ConnectionPolicy, Policy, decide_policy
 from ._deadlines import HeaderDeadlines
 from ._tls import HeldEvents
 from ._transport import STREAM_PROTOCOLS, ProxiedTransport, TLSFeedTransport, feed_protocol
@@ -27,14 +28,16 @@ Trusted = TrustedArg
 
 # refusal reasons that mean the trusted peer sent no header, or a bad one
 _PROXY_FAULTS = frozenset({"no_header", "invalid", "too_large"})
+_SKIP = Policy.SKIP
 
 
 class _Config:
     """What every connection of one server shares: the :class:`ProxyOptions`, and what
     only the asyncio adapter has (TLS after the header, counters, logging)."""
 
-    __slots__ = ("_deadlines", "handshake_timeout", "log", "max_size", "options",
-                 "refusal_response", "ssl", "stats", "timeout")
+    __slots__ = ("_deadlines", "handshake_timeout", "log", "max_size", "options", "policy",
+                 "refusal_response", "ssl", "stats", "timeout", "trust_unix_peers", "trusted",
+                 "untrusted_policy")
 
     def __init__(
         self,
@@ -50,6 +53,11 @@ class _Config:
         if stats is not None and not isinstance(stats, ProxyStats):
             raise TypeError(f"stats must be a ProxyStats or None, not {type(stats).__name__}")
         self.options = options
+        # the options each connection reads, as attributes of their own (one lookup each)
+        self.trusted = options.trusted
+        self.policy = options.policy
+        self.untrusted_policy = options.untrusted_policy
+        self.trust_unix_peers = options.trust_unix_peers
         self.timeout = options.timeout  # None: no header deadline
         self.max_size = options.max_size
         self.ssl = ssl
@@ -114,14 +122,21 @@ class ProxyProtocolLayer(asyncio.Protocol):
     so the layer costs nothing after the hand-over.
     """
 
+    # Per connection, only what varies: a first chunk that decides (the usual case: the
+    # proxy writes the header, often with the request, in one segment) is judged by the
+    # machine directly, without a PolicyReader; one is made only for a header split
+    # across chunks. Everything the connections share is in ``_config``.
     __slots__ = ("__weakref__", "_app_factory", "_config", "_local", "_peer", "_pending",
-                 "_reader", "_transport", "_upgrade", "_waiting")
+                 "_policy", "_reader", "_transport", "_upgrade", "_waiting")
 
     def __init__(self, app_factory: Callable[[], asyncio.BaseProtocol], config: _Config) -> None:
         self._app_factory = app_factory
         self._config = config
         self._transport: asyncio.Transport | None = None
-        self._reader: PolicyReader | None = None
+        #: the connection's policy while its header is awaited (``None`` before, once
+        #: decided and once refused: data is then dropped)
+        self._policy: Policy | None = None
+        self._reader: PolicyReader | None = None  # a header split across chunks
         # the server's waiting connections while this one's header deadline runs
         self._waiting: dict[ProxyProtocolLayer, float] | None = None
         self._peer: Any = None
@@ -132,12 +147,14 @@ class ProxyProtocolLayer(asyncio.Protocol):
     # -- asyncio callbacks ------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = transport = cast(asyncio.Transport, transport)  # uvloop's too
+        self._transport = transport  # type: ignore[assignment]  # a stream transport (uvloop's too)
         config = self._config
         self._peer = peer = transport.get_extra_info("peername")
         self._local = local = transport.get_extra_info("sockname")
         try:
-            policy = config.options.decide(peer, local)
+            policy = decide_policy(peer, local, trusted=config.trusted, policy=config.policy,
+                                   untrusted_policy=config.untrusted_policy,
+                                   trust_unix_peers=config.trust_unix_peers)
         except ProxyProtocolError as exc:  # a policy callable that failed: refuse, keep serving
             config.log.error("policy callable failed for %s", _show(peer),
                              exc_info=exc.__cause__ or exc)
@@ -147,22 +164,40 @@ class ProxyProtocolLayer(asyncio.Protocol):
             # [SPEC §5] R-62: an untrusted peer; nothing is read
             self._refuse("untrusted", None)
             return
-        self._reader = reader = PolicyReader(policy, max_size=config.max_size)
         config.stats.pending += 1
         self._pending = True
-        if reader.done:  # SKIP: no header looked for
-            self._decided(b"")
+        if policy is _SKIP:  # no header looked for
+            self._decided(None, None, b"")
             return
+        self._policy = policy
         # [SPEC §2] R-8: give up on a header that does not arrive in time (one timer per
         # server and loop for all its connections' deadlines)
-        deadlines = config.deadlines(asyncio.get_running_loop())
-        if deadlines is not None:  # None: timeout=None, no deadline
+        if config.timeout is not None:  # None: no deadline
+            deadlines = config._deadlines
+            if deadlines is None or deadlines.loop is not asyncio.get_running_loop():
+                deadlines = config.deadlines(asyncio.get_running_loop())
+                assert deadlines is not None
             deadlines.add(self)
             self._waiting = deadlines.waiting
 
     def data_received(self, data: bytes) -> None:
+        policy = self._policy
+        if policy is None:  # refused or already handed over: drop
+            return
         reader = self._reader
-        if reader is None or reader.done:  # refused or already handed over: drop
+        if reader is None:  # the first chunk: judged as it is
+            config = self._config
+            result = decide_start(policy, data, config.max_size)
+            kind = type(result)
+            if kind is Decided:
+                header, received, offset = result  # type: ignore[misc]
+                self._decided(header, received, data[offset:] if offset else bytes(data))
+            elif kind is Need:
+                self._reader = reader = PolicyReader(policy, max_size=config.max_size)
+                reader._wait(result.needed, data)  # type: ignore[union-attr]
+            else:
+                error = result.error  # type: ignore[union-attr]
+                self._refuse(error.reason, error)
             return
         try:
             done = reader.feed(data)
@@ -170,21 +205,29 @@ class ProxyProtocolLayer(asyncio.Protocol):
             self._refuse(exc.reason, exc)
             return
         if done:
-            self._decided(reader.app_data)
+            self._decided(reader.header, reader.received, reader.app_data)
+
+    def _finish(self) -> PolicyReader:
+        """Decide now, with what arrived (EOF or the deadline); raises as ``finish``."""
+        reader = self._reader
+        if reader is None:
+            assert self._policy is not None
+            reader = PolicyReader(self._policy, max_size=self._config.max_size)
+        reader.finish()
+        return reader
 
     def eof_received(self) -> bool | None:
-        reader = self._reader
-        if reader is None or reader.done:
+        if self._policy is None:
             return None
         try:
-            reader.finish()
+            reader = self._finish()
         except ProxyProtocolError as exc:
             self._refuse("eof", exc)
             return None
         if self._config.ssl is not None:  # no TLS handshake can follow an EOF
             self._refuse("eof", None)
             return None
-        app = self._decided(b"")
+        app = self._decided(reader.header, reader.received, b"")
         if app is not None and isinstance(app, STREAM_PROTOCOLS):
             return app.eof_received()
         return None
@@ -200,15 +243,15 @@ class ProxyProtocolLayer(asyncio.Protocol):
 
     def _on_timeout(self) -> None:
         self._waiting = None  # the sweep already took it out
-        reader = self._reader
-        if reader is None or reader.done:
+        if self._policy is None:
             return
         try:
-            reader.finish()  # nothing arrived, header optional: a server-speaks-first client
+            # nothing arrived, header optional: a server-speaks-first client
+            reader = self._finish()
         except ProxyProtocolError as exc:
             self._refuse("timeout", exc)
             return
-        self._decided(b"")
+        self._decided(reader.header, reader.received, b"")
 
     def _cancel_deadline(self) -> None:
         waiting = self._waiting
@@ -225,7 +268,7 @@ class ProxyProtocolLayer(asyncio.Protocol):
             self._pending = False
             stats.pending -= 1
         self._cancel_deadline()
-        self._reader = None
+        self._policy = self._reader = None
         config = self._config
         # a trusted peer (an untrusted one is refused before anything is read) that sent no
         # header or a bad one: a misconfigured proxy, worth a WARNING
@@ -249,18 +292,29 @@ class ProxyProtocolLayer(asyncio.Protocol):
             stats.pending -= 1
         stats.accepted += 1
 
-    def _decided(self, app_data: bytes) -> asyncio.BaseProtocol | None:
+    def _decided(self, header: ProxyHeader | None, received: ProxyHeader | None,
+                 app_data: bytes) -> asyncio.BaseProtocol | None:
         """The header is settled: start TLS, or give the connection to the application."""
-        self._cancel_deadline()
-        assert self._reader is not None and self._transport is not None
-        header, received = self._reader.header, self._reader.received
+        self._policy = self._reader = None
+        waiting = self._waiting
+        if waiting is not None:  # _cancel_deadline(), inline: once per connection
+            self._waiting = None
+            waiting.pop(self, None)
+            if not waiting:
+                waiting.clear()  # frees the table a burst of connections left
         transport = self._transport
-        if self._config.ssl is not None:
+        assert transport is not None
+        config = self._config
+        if config.ssl is not None:
             transport.pause_reading()  # the rest belongs to TLS: read nothing more here
             self._upgrade = asyncio.get_running_loop().create_task(
                 self._start_tls(TLSFeedTransport(transport, app_data), header, received))
             return None
-        self._accept()
+        stats = config.stats
+        if self._pending:
+            self._pending = False
+            stats.pending -= 1
+        stats.accepted += 1
         app = self._new_app(header)
         transport.set_protocol(app)  # from now on the socket talks to the app directly
         app.connection_made(ProxiedTransport(transport, header, received, self._peer,

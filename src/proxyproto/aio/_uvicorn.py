@@ -123,6 +123,9 @@ class _Setup:
         return base
 
 
+_layer_init = ProxyProtocolLayer.__init__
+
+
 class UvicornHTTPProtocol(ProxyProtocolLayer):
     """The PROXY layer in front of uvicorn's HTTP protocol, for ``uvicorn.Config(http=)``.
 
@@ -142,10 +145,13 @@ class UvicornHTTPProtocol(ProxyProtocolLayer):
     def __init__(self, config: Any, server_state: Any, app_state: Optional[Any] = None,
                  _loop: Optional[asyncio.AbstractEventLoop] = None) -> None:
         setup = self._setup
+        configs = setup._configs  # (uvicorn's Config, ours): the same for every connection
+        base = configs[1] if configs is not None and configs[0] is config else (
+            setup.base_config(config))
         # what uvicorn gave, for its own protocol once the header is settled (no closure:
         # this runs for every connection)
-        self._uvicorn = (setup.base_config(config), server_state, app_state, _loop)
-        super().__init__(setup.http_class, setup.config)
+        self._uvicorn = (base, server_state, app_state, _loop)
+        _layer_init(self, setup.http_class, setup.config)  # no super() object per connection
 
     def _new_app(self, header: ProxyHeader | None) -> asyncio.BaseProtocol:
         config, server_state, app_state, loop = self._uvicorn
