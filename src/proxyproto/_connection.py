@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from typing import NamedTuple, Optional, Union
 
+from . import _impl
 from ._errors import (
     HeaderRejected,
     IncompleteHeader,
@@ -128,7 +129,14 @@ def decide_start(
     if policy is _SKIP:
         return _NO_HEADER
     try:
-        result = scan(data, max_size, final=final)
+        # the usual first chunk (past any signature prefix, and not a v1 line still
+        # missing its LF) goes to the parser at once: what scan would do, one call frame
+        # fewer (a first byte other than "P" settles it without a search for the LF)
+        if len(data) > 12 and (final or data[0] != 0x50 or (
+                type(data) is not memoryview and b"\n" in data)):
+            result = _impl.parse_or_needed(data, max_size=max_size)
+        else:
+            result = scan(data, max_size, final=final)
     except NoProxyHeader as exc:
         if policy is _REQUIRE:
             return Refused(MissingHeader(str(exc)))
@@ -219,7 +227,8 @@ class PolicyReader:
     def __init__(self, policy: Policy, *, max_size: int = DEFAULT_MAX_SIZE) -> None:
         if type(policy) is not Policy:  # an enum with members: no subclass can exist
             raise TypeError(f"policy must be a Policy, not {type(policy).__name__}")
-        check_max_size(max_size)
+        if max_size is not DEFAULT_MAX_SIZE:
+            check_max_size(max_size)
         self._policy = policy
         self._max_size = max_size
         self._buffer = bytearray()
@@ -283,35 +292,45 @@ class PolicyReader:
             ProxyProtocolError: the connection must be refused (see the class doc).
             RuntimeError: called again after done.
         """
-        if self._done:
-            raise RuntimeError("the connection is decided; pass further data to the application")
         buffer = self._buffer
-        if buffer:
-            if self._line:
-                # still a v1 line without its LF? Only the new bytes need a look (what
-                # decide_start would answer, without looking at the old ones again)
-                if type(data) is memoryview:
-                    data = bytes(data)
-                if len(buffer) + len(data) < V1_MAX_LENGTH and b"\n" not in data:
-                    buffer += data
-                    return False
-            buffer += data
-            if len(buffer) < self._ready:
-                self._needed = self._ready - len(buffer)
+        if not buffer:
+            # the first chunk, usually the whole header: one call to the machine, the
+            # answer stored here (the common case, kept free of further calls)
+            if self._done:
+                raise RuntimeError(
+                    "the connection is decided; pass further data to the application")
+            result = decide_start(self._policy, data, self._max_size)
+            if type(result) is Decided:
+                self._header, self._received, offset = result
+                self._app_data = bytes(data[offset:])
+                self._needed = 0
+                self._done = True
+                return True
+            if type(result) is Need:
+                self._wait(result[0], data)
                 return False
-            chunk: Buffer = buffer
-        else:
-            chunk = data  # the first chunk, usually the whole header: judged as it is
-        result = decide_start(self._policy, chunk, self._max_size)
+            buffer += data
+            raise result.error
+        if self._line:
+            # still a v1 line without its LF? Only the new bytes need a look (what
+            # decide_start would answer, without looking at the old ones again)
+            if type(data) is memoryview:
+                data = bytes(data)
+            if len(buffer) + len(data) < V1_MAX_LENGTH and b"\n" not in data:
+                buffer += data
+                return False
+        buffer += data
+        if len(buffer) < self._ready:
+            self._needed = self._ready - len(buffer)
+            return False
+        result = decide_start(self._policy, buffer, self._max_size)
         if type(result) is Need:
-            self._wait(result.needed, data if chunk is data else None)
+            self._wait(result.needed, None)
             return False
         if type(result) is Refused:
-            if chunk is data:
-                buffer += data
             raise result.error
         assert type(result) is Decided
-        self._decided(result, chunk)
+        self._decided(result, buffer)
         return True
 
     def _wait(self, needed: int, first: Optional[Buffer]) -> None:
