@@ -310,6 +310,7 @@ class PolicyReader:
                 self._wait(result[0], data)
                 return False
             buffer += data
+            assert type(result) is Refused
             raise result.error
         if self._line:
             # still a v1 line without its LF? Only the new bytes need a look (what
