@@ -177,8 +177,8 @@ class ProxiedTransport(ForwardingTransport):
     application that never asks does not pay for them).
     """
 
-    __slots__ = ("_extra_overrides", "_header", "_received", "_socket", "_socket_peername",
-                 "_socket_sockname")
+    __slots__ = ("_addresses", "_header", "_proxied_socket", "_received", "_socket",
+                 "_socket_peername", "_socket_sockname")
 
     def __init__(
         self,
@@ -202,31 +202,39 @@ class ProxiedTransport(ForwardingTransport):
                                  if socket_sockname is _ASK else socket_sockname)
         # the socket now: a closed TLS transport no longer reports it
         self._socket = transport.get_extra_info("socket")
-        self._extra_overrides: dict[str, Any] | None = None
+        self._addresses: tuple[Any, Any] | None = None  # (peername, sockname), once asked
+        self._proxied_socket: ProxiedSocket | None = None
 
-    def _overrides(self) -> dict[str, Any]:
-        socket_peer, socket_local = self._socket_peername, self._socket_sockname
-        peername, sockname = resolve_addresses(self._header, socket_peer, socket_local)
-        overrides: dict[str, Any] = {
-            "peername": peername,
-            "sockname": sockname,
-            "socket_peername": socket_peer,
-            "socket_sockname": socket_local,
-            "proxy_header": self._header,
-            "proxy_header_received": self._received,
-        }
-        if self._socket is not None:
-            overrides["socket"] = ProxiedSocket(self._socket, peername, sockname)
-        self._extra_overrides = overrides
-        return overrides
+    def _resolved(self) -> tuple[Any, Any]:
+        addresses = self._addresses
+        if addresses is None:
+            addresses = self._addresses = resolve_addresses(
+                self._header, self._socket_peername, self._socket_sockname)
+        return addresses
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
+        # answered from attributes: no dict, and no ProxiedSocket until "socket" is asked
         if name in _OVERRIDDEN:
-            overrides = self._extra_overrides
-            if overrides is None:
-                overrides = self._overrides()
-            if name in overrides:
-                return overrides[name]
+            if name == "socket":
+                proxied = self._proxied_socket
+                if proxied is None:
+                    if self._socket is None:  # none to wrap: the transport answers
+                        return self._transport.get_extra_info(name, default)
+                    peername, sockname = self._resolved()
+                    proxied = self._proxied_socket = ProxiedSocket(
+                        self._socket, peername, sockname)
+                return proxied
+            if name == "peername":
+                return self._resolved()[0]
+            if name == "sockname":
+                return self._resolved()[1]
+            if name == "proxy_header":
+                return self._header
+            if name == "proxy_header_received":
+                return self._received
+            if name == "socket_peername":
+                return self._socket_peername
+            return self._socket_sockname
         return self._transport.get_extra_info(name, default)
 
     def __repr__(self) -> str:
