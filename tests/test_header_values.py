@@ -285,3 +285,18 @@ def test_api_page_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
     assert code, "docs/api.rst lost its example"
     exec(compile("\n".join(code), "docs/api.rst", "exec"), {})
     assert capsys.readouterr().out == "ProxyHeader version 7 is neither 1 nor 2\n"
+
+
+@pytest.mark.parametrize("line", [
+    b"PROXY TCP6 ::ffff:11 ::ffff:198.51.100.2 1 2\r\n",  # found by fuzz_parse: shorter
+    b"PROXY TCP6 0:0:0:0:0:0:0:1 0000:0000::0001 51000 443\r\n",  # longer than canonical
+    b"PROXY TCP6 2001:DB8::A ::1 1 2\r\n",
+    b"PROXY UNKNOWN anything at all\r\n",
+])
+def test_non_canonical_v1_lines_rebuild_and_encode(impl: ModuleType, line: bytes) -> None:
+    """A parsed header is always a valid ProxyHeader, whatever spelling its line used: the
+    v1 length checks allow every IPv6 spelling (shorter or longer than the canonical)."""
+    header = impl.parse(line)
+    assert header.length == len(line)
+    assert ProxyHeader(*header) == header
+    assert impl.parse(header.to_bytes()) == header._replace(length=len(header.to_bytes()))

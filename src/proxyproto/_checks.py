@@ -149,9 +149,14 @@ def check_fields(
         if kind is socket.SOCK_DGRAM:
             raise ValueError("a v1 ProxyHeader's transport is SOCK_STREAM (None for UNKNOWN)")
         wire = _encoders()[0](src, dst)
-        low = len(wire)
-        # A v1 TCP4 line has one spelling; IPv6 text and UNKNOWN's tail may be longer.
-        high = low if fam is socket.AF_INET else V1_MAX_LENGTH
+        low = high = len(wire)
+        if fam is socket.AF_INET6:
+            # IPv6 text has many spellings, longer or shorter than the canonical one
+            # ("::ffff:11" is the canonical "::ffff:0.0.0.17"): only the ports are fixed.
+            low = len(f"PROXY TCP6 :: :: {src[1]} {dst[1]}\r\n")  # type: ignore[index]
+            high = V1_MAX_LENGTH
+        elif fam is not socket.AF_INET:  # UNKNOWN: any tail up to the line's cap
+            high = V1_MAX_LENGTH
     else:
         plain = [item for item in items if item[0] != TYPE_CRC32C]
         if len(plain) != len(items):
