@@ -512,3 +512,99 @@ def test_the_layer_parses_each_chunk_once(
     outcome = "accepted" if stats.accepted else next(iter(stats.refused))
     assert outcome == expected
     assert calls == parses
+
+
+# -- the hand-over: asyncio's own transports report the header in place -----------------
+
+
+class FullSocket(FakeSocket):
+    def getsockname(self) -> Any:
+        return ("127.0.0.1", 8000)
+
+
+class WrappedTransport(FakeTransport):
+    """A transport whose ``get_extra_info`` is its own (as uvloop's or a TLS one's)."""
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self._extra.get(name, default)
+
+
+@pytest.mark.parametrize("header_bytes", [V2, encode_v2(None, None)], ids=["proxy", "local"])
+def test_hand_over_in_place_or_through_a_view(header_bytes: bytes) -> None:
+    """A transport answering from its ``_extra`` dict (asyncio.BaseTransport's
+    get_extra_info) is handed over itself, with the header's answers written in; any
+    other transport gets a ProxiedTransport. The application sees the same answers."""
+    header = proxyproto.parse(header_bytes)
+    sock = FullSocket()
+
+    async def main() -> dict[str, tuple[Any, dict[str, Any]]]:
+        factory = aio.wrap_protocol_factory(App, trusted=["127.0.0.0/8"], timeout=30)
+        seen = {}
+        for name, transport in (("in place", FakeTransport(sock=sock)),
+                                ("view", WrappedTransport(sock=sock))):
+            layer = factory()
+            layer.connection_made(transport)
+            layer.data_received(header_bytes + b"ping")
+            app = transport.protocol
+            assert isinstance(app, App) and app.data == b"ping"
+            view = app.transport
+            assert view is not None
+            answers = {key: view.get_extra_info(key) for key in (
+                "peername", "sockname", "socket_peername", "socket_sockname",
+                "proxy_header", "proxy_header_received")}
+            proxied = view.get_extra_info("socket")
+            answers["socket"] = (proxied.getpeername(), proxied.getsockname())
+            seen[name] = (view, answers)
+        return seen
+
+    seen = run(main())
+    in_place, view = seen["in place"][0], seen["view"][0]
+    assert isinstance(in_place, FakeTransport) and not isinstance(in_place, ProxiedTransport)
+    assert isinstance(view, ProxiedTransport)
+    assert seen["in place"][1] == seen["view"][1]
+    answers = seen["in place"][1]
+    socket_peer, socket_local = ("127.0.0.2", 1234), ("127.0.0.1", 8000)
+    if header.source is None:  # LOCAL: the socket's own addresses stay
+        assert answers["peername"] == socket_peer and answers["sockname"] == socket_local
+        assert answers["socket"] == (socket_peer, socket_local)
+    else:
+        assert answers["peername"] == SRC and answers["sockname"] == DST
+        assert answers["socket"] == (SRC, DST)
+    assert answers["socket_peername"] == socket_peer
+    assert answers["socket_sockname"] == socket_local
+    assert answers["proxy_header"] == header == answers["proxy_header_received"]
+
+
+def test_verdicts_are_remembered_by_host_and_bounded() -> None:
+    """decide_policy's answer is cached per host for a plain Policy (bounded), never
+    for a policy callable (it may look at the port or the local address)."""
+    from proxyproto.aio import _layer
+
+    async def main() -> None:
+        factory = aio.wrap_protocol_factory(App, trusted=["127.0.0.0/8"], timeout=30)
+        config = factory._config
+        assert config.verdicts == {}
+        for port in (1, 2):
+            factory().connection_made(FakeTransport(("127.0.0.2", port)))
+            factory().connection_made(FakeTransport(("127.0.0.9", port)))
+        factory().connection_made(FakeTransport(("203.0.113.1", 5)))
+        assert config.verdicts == {"127.0.0.2": Policy.REQUIRE, "127.0.0.9": Policy.REQUIRE,
+                                   "203.0.113.1": None}
+        assert factory.stats.refused == {"untrusted": 1} and factory.stats.pending == 4
+        for index in range(_layer._VERDICT_CACHE_SIZE + 10):
+            factory().connection_made(FakeTransport((f"10.{index // 256}.{index % 256}.1", 1)))
+        assert len(config.verdicts) <= _layer._VERDICT_CACHE_SIZE
+
+        calls: list[Any] = []
+
+        def by_port(peer: Any, local: Any) -> Policy:
+            calls.append(peer)
+            return Policy.USE if peer[1] == 1 else Policy.SKIP
+
+        factory = aio.wrap_protocol_factory(App, trusted=["127.0.0.0/8"], policy=by_port)
+        assert factory._config.verdicts is None
+        for port in (1, 2, 1):
+            factory().connection_made(FakeTransport(("127.0.0.2", port)))
+        assert len(calls) == 3 and factory.stats.accepted == 1  # the SKIP one
+
+    run(main())

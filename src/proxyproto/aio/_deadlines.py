@@ -42,12 +42,14 @@ class HeaderDeadlines:
         #: the waiting layers, by arrival, with their deadlines (in ``loop.time()``)
         self.waiting: dict[ProxyProtocolLayer, float] = {}
 
-    def add(self, layer: ProxyProtocolLayer) -> None:
-        """Start ``layer``'s deadline: ``timeout`` seconds from now."""
-        deadline = self._time() + self._timeout
-        self.waiting[layer] = deadline
+    def add(self, layer: ProxyProtocolLayer) -> dict[ProxyProtocolLayer, float]:
+        """Start ``layer``'s deadline: ``timeout`` seconds from now. Returns
+        :attr:`waiting`, from which the layer removes itself once settled."""
+        waiting = self.waiting
+        waiting[layer] = deadline = self._time() + self._timeout
         if self._timer is None:
             self._timer = self.loop.call_at(deadline, self._sweep)
+        return waiting
 
     def _sweep(self) -> None:
         self._timer = None

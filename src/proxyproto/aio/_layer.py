@@ -9,14 +9,22 @@ from typing import Any, Callable
 
 from .._adapters import ProxyStats
 from .._adapters import show_address as _show
-from .._connection import Decided, Need, PolicyReader, decide_start
+from .._connection import PolicyReader, judge_start
 from .._errors import ProxyProtocolError
 from .._header import ProxyHeader
 from .._options import UNSET, ProxyOptions, TrustedArg, check_timeout, options_from
 from .._policy import ConnectionPolicy, Policy, decide_policy
 from ._deadlines import HeaderDeadlines
 from ._tls import HeldEvents
-from ._transport import STREAM_PROTOCOLS, ProxiedTransport, TLSFeedTransport, feed_protocol
+from ._transport import (
+    STREAM_PROTOCOLS,
+    ProxiedTransport,
+    TLSFeedTransport,
+    answers_from_extra,
+    extra_dict,
+    feed_protocol,
+    report_in_place,
+)
 
 __all__ = ["ProxyProtocolFactory", "ProxyProtocolLayer", "Trusted", "logger", "make_config"]
 
@@ -29,6 +37,12 @@ Trusted = TrustedArg
 # refusal reasons that mean the trusted peer sent no header, or a bad one
 _PROXY_FAULTS = frozenset({"no_header", "invalid", "too_large"})
 _SKIP = Policy.SKIP
+_UNDECIDED = object()  # no verdict cached for a peer
+#: peers' hosts remembered per server (the verdict cache is cleared when full)
+_VERDICT_CACHE_SIZE = 4096
+_new_layer = object.__new__
+_get_running_loop = asyncio.get_running_loop
+_BufferedProtocol = asyncio.BufferedProtocol
 
 
 class _Config:
@@ -37,7 +51,7 @@ class _Config:
 
     __slots__ = ("_deadlines", "handshake_timeout", "log", "max_size", "options", "policy",
                  "refusal_response", "ssl", "stats", "timeout", "trust_unix_peers", "trusted",
-                 "untrusted_policy")
+                 "untrusted_policy", "verdicts")
 
     def __init__(
         self,
@@ -73,6 +87,27 @@ class _Config:
         #: (``None``: closed without a word)
         self.refusal_response: bytes | None = None
         self._deadlines: HeaderDeadlines | None = None
+        #: decide_policy's answers by peer host, when they depend on the host alone (a
+        #: plain Policy, not a callable); ``None`` when they do not
+        self.verdicts: dict[str, Policy | None] | None = (
+            {} if type(options.policy) is Policy else None)
+
+    def policy_for(self, peer: Any, local: Any) -> Policy | None:
+        """:func:`decide_policy` for this server's options, remembered by host when it
+        depends on the host alone (a connection then costs one dict lookup).
+
+        Raises:
+            PolicyError: as ``decide_policy`` (a policy callable that failed).
+        """
+        policy = decide_policy(peer, local, trusted=self.trusted, policy=self.policy,
+                               untrusted_policy=self.untrusted_policy,
+                               trust_unix_peers=self.trust_unix_peers)
+        verdicts = self.verdicts
+        if verdicts is not None and type(peer) is tuple and peer and type(peer[0]) is str:
+            if len(verdicts) >= _VERDICT_CACHE_SIZE:  # bounded, whatever the peers
+                verdicts.clear()
+            verdicts[peer[0]] = policy
+        return policy
 
     def deadlines(self, loop: asyncio.AbstractEventLoop) -> HeaderDeadlines | None:
         """The header deadlines of this server's connections on ``loop`` (``None``
@@ -126,40 +161,64 @@ class ProxyProtocolLayer(asyncio.Protocol):
     # proxy writes the header, often with the request, in one segment) is judged by the
     # machine directly, without a PolicyReader; one is made only for a header split
     # across chunks. Everything the connections share is in ``_config``.
-    __slots__ = ("__weakref__", "_app_factory", "_config", "_local", "_peer", "_pending",
-                 "_policy", "_reader", "_transport", "_upgrade", "_waiting")
+    __slots__ = ("__weakref__", "_app_factory", "_config", "_extra", "_local", "_peer",
+                 "_pending", "_policy", "_reader", "_transport", "_upgrade", "_waiting")
+
+    _transport: asyncio.Transport | None
+    #: the connection's policy while its header is awaited (``None`` once decided or
+    #: refused: data is then dropped)
+    _policy: Policy | None
+    _reader: PolicyReader | None  # a header split across chunks
+    #: the server's waiting connections while this one's header deadline runs
+    _waiting: dict[ProxyProtocolLayer, float] | None
+    _pending: bool  # counted in stats.pending
+    _upgrade: asyncio.Task[None] | None  # the TLS set-up after the header
+    #: the transport's own extra-info dict, written at the hand-over (see extra_dict)
+    _extra: dict[str, Any] | None
+    _peer: Any
+    _local: Any
 
     def __init__(self, app_factory: Callable[[], asyncio.BaseProtocol], config: _Config) -> None:
+        # the rest of the state is the connection's, set by connection_made
         self._app_factory = app_factory
         self._config = config
-        self._transport: asyncio.Transport | None = None
-        #: the connection's policy while its header is awaited (``None`` before, once
-        #: decided and once refused: data is then dropped)
-        self._policy: Policy | None = None
-        self._reader: PolicyReader | None = None  # a header split across chunks
-        # the server's waiting connections while this one's header deadline runs
-        self._waiting: dict[ProxyProtocolLayer, float] | None = None
-        self._peer: Any = None
-        self._local: Any = None
-        self._pending = False  # counted in stats.pending
-        self._upgrade: asyncio.Task[None] | None = None
+        self._transport = self._upgrade = self._waiting = None
+        self._peer = self._local = None
+        self._pending = False
 
     # -- asyncio callbacks ------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # every attribute of the connection is set here (the factory sets only
+        # ``_app_factory`` and ``_config``: no __init__ frame per connection)
         self._transport = transport  # type: ignore[assignment]  # a stream transport (uvloop's too)
+        self._policy = self._reader = self._waiting = self._upgrade = None
+        self._pending = False
         config = self._config
-        self._peer = peer = transport.get_extra_info("peername")
-        self._local = local = transport.get_extra_info("sockname")
-        try:
-            policy = decide_policy(peer, local, trusted=config.trusted, policy=config.policy,
-                                   untrusted_policy=config.untrusted_policy,
-                                   trust_unix_peers=config.trust_unix_peers)
-        except ProxyProtocolError as exc:  # a policy callable that failed: refuse, keep serving
-            config.log.error("policy callable failed for %s", _show(peer),
-                             exc_info=exc.__cause__ or exc)
-            self._refuse(exc.reason, exc)
-            return
+        # asyncio's own transports answer get_extra_info from a dict: read it, and at the
+        # hand-over write the header's addresses into it (no wrapper; see extra_dict)
+        extra = (transport._extra if type(transport) in answers_from_extra  # type: ignore[attr-defined]
+                 else extra_dict(transport))
+        if type(extra) is dict:
+            self._extra = extra
+            self._peer = peer = extra.get("peername")
+            self._local = local = extra.get("sockname")
+        else:
+            self._extra = None
+            self._peer = peer = transport.get_extra_info("peername")
+            self._local = local = transport.get_extra_info("sockname")
+        verdicts = config.verdicts
+        policy: Any = _UNDECIDED
+        if verdicts is not None and type(peer) is tuple and peer:
+            policy = verdicts.get(peer[0], _UNDECIDED)
+        if policy is _UNDECIDED:
+            try:
+                policy = config.policy_for(peer, local)
+            except ProxyProtocolError as exc:  # a policy callable that failed: refuse
+                config.log.error("policy callable failed for %s", _show(peer),
+                                 exc_info=exc.__cause__ or exc)
+                self._refuse(exc.reason, exc)
+                return
         if policy is None:
             # [SPEC §5] R-62: an untrusted peer; nothing is read
             self._refuse("untrusted", None)
@@ -174,11 +233,10 @@ class ProxyProtocolLayer(asyncio.Protocol):
         # server and loop for all its connections' deadlines)
         if config.timeout is not None:  # None: no deadline
             deadlines = config._deadlines
-            if deadlines is None or deadlines.loop is not asyncio.get_running_loop():
-                deadlines = config.deadlines(asyncio.get_running_loop())
+            if deadlines is None or deadlines.loop is not _get_running_loop():
+                deadlines = config.deadlines(_get_running_loop())
                 assert deadlines is not None
-            deadlines.add(self)
-            self._waiting = deadlines.waiting
+            self._waiting = deadlines.add(self)
 
     def data_received(self, data: bytes) -> None:
         policy = self._policy
@@ -187,17 +245,16 @@ class ProxyProtocolLayer(asyncio.Protocol):
         reader = self._reader
         if reader is None:  # the first chunk: judged as it is
             config = self._config
-            result = decide_start(policy, data, config.max_size)
-            kind = type(result)
-            if kind is Decided:
-                header, received, offset = result  # type: ignore[misc]
+            answer = judge_start(policy, data, config.max_size, False)
+            kind = type(answer)
+            if kind is tuple:  # Decided
+                header, received, offset = answer  # type: ignore[misc]
                 self._decided(header, received, data[offset:] if offset else bytes(data))
-            elif kind is Need:
+            elif kind is int:  # Need
                 self._reader = reader = PolicyReader(policy, max_size=config.max_size)
-                reader._wait(result.needed, data)  # type: ignore[union-attr]
-            else:
-                error = result.error  # type: ignore[union-attr]
-                self._refuse(error.reason, error)
+                reader._wait(answer, data)  # type: ignore[arg-type]
+            else:  # Refused
+                self._refuse(answer.reason, answer)  # type: ignore[union-attr, arg-type]
             return
         try:
             done = reader.feed(data)
@@ -317,10 +374,19 @@ class ProxyProtocolLayer(asyncio.Protocol):
         stats.accepted += 1
         app = self._new_app(header)
         transport.set_protocol(app)  # from now on the socket talks to the app directly
-        app.connection_made(ProxiedTransport(transport, header, received, self._peer,
-                                             self._local))
+        extra = self._extra
+        if extra is not None:  # the transport itself reports the header's addresses
+            report_in_place(extra, header, received, self._peer, self._local)
+            app.connection_made(transport)
+        else:
+            app.connection_made(ProxiedTransport(transport, header, received, self._peer,
+                                                 self._local))
         if app_data and not transport.is_closing():
-            feed_protocol(app, app_data)  # [SPEC §2.2] R-64: the bytes after the header
+            # [SPEC §2.2] R-64: the bytes after the header
+            if isinstance(app, _BufferedProtocol):
+                feed_protocol(app, app_data)
+            else:
+                app.data_received(app_data)  # type: ignore[attr-defined]  # a Protocol
         return app
 
     def _new_app(self, header: ProxyHeader | None) -> asyncio.BaseProtocol:
@@ -372,5 +438,9 @@ class ProxyProtocolFactory:
         return self._config.stats
 
     def __call__(self) -> ProxyProtocolLayer:
-        return ProxyProtocolLayer(self._app_factory, self._config)
+        # ProxyProtocolLayer.__init__, inlined (one Python frame fewer per connection)
+        layer: ProxyProtocolLayer = _new_layer(ProxyProtocolLayer)
+        layer._app_factory = self._app_factory
+        layer._config = self._config
+        return layer
 

@@ -19,6 +19,7 @@ from .._policy import resolve_addresses
 __all__ = [
     "STREAM_PROTOCOLS",
     "ForwardingTransport",
+    "extra_dict",
     "ProxiedSocket",
     "ProxiedTransport",
     "TLSFeedTransport",
@@ -45,6 +46,66 @@ def feed_protocol(protocol: asyncio.BaseProtocol, data: bytes) -> None:
         protocol.data_received(data)
     else:
         raise TypeError(f"{type(protocol).__name__} is not a stream protocol")
+
+
+#: the transport classes seen whose ``get_extra_info`` is ``asyncio.BaseTransport``'s (an
+#: answer from the ``_extra`` dict); see :func:`extra_dict`
+answers_from_extra: set[type] = set()
+_others: set[type] = set()  # and those seen whose get_extra_info is another
+
+
+def extra_dict(transport: asyncio.BaseTransport) -> dict[str, Any] | None:
+    """The dict that ``transport.get_extra_info`` answers from, when it is asyncio's own
+    ``BaseTransport.get_extra_info`` over an ``_extra`` dict (asyncio's selector and
+    proactor socket transports); ``None`` for any other transport (uvloop's, TLS, a
+    wrapper), which then gets a :class:`ProxiedTransport`.
+
+    The PROXY layer writes the header's addresses into that dict and hands the
+    application the transport itself: no wrapper between the application and the
+    socket, so nothing is added to any call after the hand-over.
+    """
+    cls = type(transport)
+    if cls not in answers_from_extra:
+        if cls in _others:
+            return None
+        if getattr(cls, "get_extra_info", None) is not asyncio.BaseTransport.get_extra_info:
+            _others.add(cls)
+            return None
+        answers_from_extra.add(cls)
+    extra = getattr(transport, "_extra", None)
+    return extra if type(extra) is dict else None
+
+
+def report_in_place(extra: dict[str, Any], header: ProxyHeader | None,
+                    received: ProxyHeader | None, peer: Any, local: Any) -> None:
+    """Make a transport's own ``get_extra_info`` (``extra``: :func:`extra_dict`) answer
+    as a :class:`ProxiedTransport` would: ``peername``/``sockname`` the header's (when
+    it carries addresses), ``socket`` a :class:`ProxiedSocket` reporting them, and the
+    keys ``socket_peername``, ``socket_sockname``, ``proxy_header`` and
+    ``proxy_header_received``."""
+    extra["socket_peername"] = peer
+    extra["socket_sockname"] = local
+    extra["proxy_header"] = header
+    extra["proxy_header_received"] = received
+    if header is None:
+        return
+    source, destination = header.source, header.destination
+    if source is None and destination is None:  # LOCAL, UNKNOWN: the socket's own
+        return
+    if source is not None:
+        peer = extra["peername"] = source
+    if destination is not None:
+        local = extra["sockname"] = destination
+    sock = extra.get("socket")
+    if sock is not None:
+        # ProxiedSocket(sock, peer, local), without its __init__ frame
+        proxied = extra["socket"] = _new_object(ProxiedSocket)
+        proxied._sock = sock
+        proxied._peername = peer
+        proxied._sockname = local
+
+
+_new_object = object.__new__
 
 
 class ProxiedSocket:

@@ -19,7 +19,7 @@ import importlib
 import logging
 import ssl as _ssl
 from collections.abc import Awaitable
-from typing import Any, Callable, ClassVar, Optional, cast
+from typing import Any, Callable, ClassVar, Optional
 
 from .._adapters import ProxyStats
 from .._header import ProxyHeader
@@ -123,7 +123,7 @@ class _Setup:
         return base
 
 
-_layer_init = ProxyProtocolLayer.__init__
+_new_object = object.__new__
 
 
 class UvicornHTTPProtocol(ProxyProtocolLayer):
@@ -151,16 +151,22 @@ class UvicornHTTPProtocol(ProxyProtocolLayer):
         # what uvicorn gave, for its own protocol once the header is settled (no closure:
         # this runs for every connection)
         self._uvicorn = (base, server_state, app_state, _loop)
-        _layer_init(self, setup.http_class, setup.config)  # no super() object per connection
+        # ProxyProtocolLayer.__init__, inlined (no super() object, no frame per connection)
+        self._app_factory = setup.http_class
+        self._config = setup.config
+        self._peer = self._local = None  # (connection_made sets them)
 
     def _new_app(self, header: ProxyHeader | None) -> asyncio.BaseProtocol:
         config, server_state, app_state, loop = self._uvicorn
         setup = self._setup
         app = None
         if header is not None:
-            extension = {"header": header, "socket_peername": self._peer,
-                         "socket_sockname": self._local}
-            app = _WithProxyHeader(config.loaded_app, extension, config.ws_protocol_class)
+            # _WithProxyHeader(...), without its __init__ frame (once per connection)
+            app = _new_object(_WithProxyHeader)
+            app.app = config.loaded_app
+            app.extension = {"header": header, "socket_peername": self._peer,
+                             "socket_sockname": self._local}
+            app.ws_class = config.ws_protocol_class
             if not setup.patch:
                 config = _config_with_app(config, app)
         if app_state is None:  # uvicorn before 0.27 has no app_state
@@ -173,7 +179,7 @@ class UvicornHTTPProtocol(ProxyProtocolLayer):
             protocol.app = app
             if app.ws_class is not None:
                 protocol.ws_protocol_class = app.websocket
-        return cast(asyncio.BaseProtocol, protocol)
+        return protocol  # type: ignore[no-any-return]  # (typing.cast is a call)
 
 
 def uvicorn_http_protocol(
