@@ -124,8 +124,21 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": RESPONSE_BODY})
 
 
+def _collect_on_sigusr1() -> None:
+    """On SIGUSR1: ``gc.collect()``, then print ``collected`` (the parent waits for it)."""
+    import asyncio
+    import gc
+
+    def collect() -> None:
+        gc.collect()
+        print("collected", flush=True)
+
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, collect)
+
+
 def serve(kind: str, port: int) -> None:
-    """Run one server until SIGTERM/SIGINT; print ``ready`` once it listens."""
+    """Run one server until SIGTERM/SIGINT; print ``ready`` once it listens; collect
+    garbage on SIGUSR1."""
     import asyncio
 
     if kind.startswith("uvicorn"):
@@ -144,6 +157,7 @@ def serve(kind: str, port: int) -> None:
             task = asyncio.ensure_future(server.serve())
             while not server.started and not task.done():
                 await asyncio.sleep(0.01)
+            _collect_on_sigusr1()
             print("ready", flush=True)
             await task
 
@@ -173,6 +187,7 @@ def serve(kind: str, port: int) -> None:
         stop = asyncio.get_running_loop().create_future()
         for sig in (signal.SIGTERM, signal.SIGINT):
             asyncio.get_running_loop().add_signal_handler(sig, stop.set_result, None)
+        _collect_on_sigusr1()
         print("ready", flush=True)
         await stop
         server.close()
@@ -303,6 +318,16 @@ def _control(pid: int, *command: str) -> None:
                    capture_output=True, timeout=60)
 
 
+def _collect(process: subprocess.Popen[str], timeout: float = 120.0) -> None:
+    """Have the server run ``gc.collect()`` and wait until it did."""
+    assert process.stdout is not None
+    process.send_signal(signal.SIGUSR1)
+    ready, _, _ = select.select([process.stdout], [], [], timeout)
+    line = process.stdout.readline() if ready else ""
+    if line.strip() != "collected":
+        raise RuntimeError(f"the server did not collect garbage: {line!r}")
+
+
 def _dump(pid: int, out: str, keep: Optional[str] = None) -> int:
     """Dump the counters since the last zeroing; return that part's total (and copy the
     dump into the folder ``keep``, if given)."""
@@ -345,14 +370,18 @@ class KeepAlive:
 
 
 def server_instructions(kind: str, connections: int, warmup: int, work: str,
-                        keep: Optional[str] = None) -> float:
+                        keep: Optional[str] = None, collect: bool = True) -> float:
     """Instructions of the server process per connection, idle baseline subtracted.
 
     One server under callgrind: warm-up connections, zero the counters, N connections,
     dump; zero, stay idle as long as those N connections took, dump; the difference of
     the two dumps divided by N. A ``kind`` ending in ``/keep-alive`` (uvicorn only)
     counts N requests on one connection instead (per request). ``keep``: a folder where
-    the busy dump is copied (for ``callgrind_annotate``).
+    the busy dump is copied (for ``callgrind_annotate``). ``collect``: a ``gc.collect()``
+    in the server before each dump (and before zeroing), so that each window pays for
+    freeing the garbage its connections left in reference cycles (plain asyncio leaves
+    each connection's transport in one; without it, the window that frees by reference
+    counting pays what the other merely postpones).
     """
     port = free_port()
     server, _, mode = kind.partition("/")
@@ -368,14 +397,20 @@ def server_instructions(kind: str, connections: int, warmup: int, work: str,
                 one_connection(port, header)
         for _ in range(warmup):
             step()
+        if collect:
+            _collect(process)
         _control(process.pid, "-z")
         started = time.monotonic()
         for _ in range(connections):
             step()
         elapsed = time.monotonic() - started
+        if collect:
+            _collect(process)
         busy = _dump(process.pid, out, keep)
         _control(process.pid, "-z")
         time.sleep(elapsed)
+        if collect:
+            _collect(process)
         idle = _dump(process.pid, out)
         if mode == "keep-alive":
             session.close()
@@ -405,6 +440,9 @@ def main(argv: Optional[list[str]] = None) -> int:
                         help="servers under callgrind at a time (default: the CPU count)")
     parser.add_argument("--keep", metavar="DIR",
                         help="copy the busy callgrind dumps there (for callgrind_annotate)")
+    parser.add_argument("--no-collect", action="store_true",
+                        help="callgrind: no gc.collect() before the dumps (the older method: "
+                             "garbage left in reference cycles is not counted)")
     parser.add_argument("--only", action="append", choices=CALLGRIND_KINDS,
                         help="callgrind: only these servers (repeatable)")
     parser.add_argument("--rst", action="store_true", help="reStructuredText tables")
@@ -458,7 +496,8 @@ def main(argv: Optional[list[str]] = None) -> int:
             os.makedirs(args.keep, exist_ok=True)
         with tempfile.TemporaryDirectory() as work, ThreadPoolExecutor(args.jobs) as pool:
             counted = pool.map(lambda kind: server_instructions(
-                kind, args.callgrind_connections, args.warmup, work, args.keep), kinds)
+                kind, args.callgrind_connections, args.warmup, work, args.keep,
+                not args.no_collect), kinds)
             per = dict(zip(kinds, counted))
         figures["callgrind"] = per
         rows = []
@@ -474,7 +513,9 @@ def main(argv: Optional[list[str]] = None) -> int:
                          f"{100 * (proxied / per[plain] - 1):+.1f}%"])
         print(f"\ncallgrind, server process, instructions per new connection or per "
               f"keep-alive request ({args.callgrind_connections} after {args.warmup} of "
-              "warm-up, idle baseline subtracted)")
+              "warm-up, idle baseline subtracted"
+              + (", no gc.collect() before the dumps)" if args.no_collect else
+                 ", garbage collected before each dump)"))
         print(table(rows, ["server", "plain", "+ PROXY layer", "difference"], args.rst))
         if args.only:
             print(", ".join(f"{kind}: {count:,.0f}" for kind, count in per.items()))
