@@ -136,6 +136,12 @@ def _collect_on_sigusr1() -> None:
     asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, collect)
 
 
+def _header_timeout() -> Optional[float]:
+    """The proxied servers' header timeout: the default (5 s), or none with
+    ``--no-deadline`` (passed down in the environment)."""
+    return None if os.environ.get("UVICORN_WRK_NO_DEADLINE") else 5.0
+
+
 def serve(kind: str, port: int) -> None:
     """Run one server until SIGTERM/SIGINT; print ``ready`` once it listens; collect
     garbage on SIGUSR1."""
@@ -148,7 +154,8 @@ def serve(kind: str, port: int) -> None:
         if kind == "uvicorn+proxy":
             import proxyproto.aio
 
-            options["http"] = proxyproto.aio.uvicorn_http_protocol(trusted=TRUSTED)
+            options["http"] = proxyproto.aio.uvicorn_http_protocol(
+                trusted=TRUSTED, timeout=_header_timeout())
         config = uvicorn.Config(app, host=HOST, port=port, lifespan="off", access_log=False,
                                 log_level="warning", loop="asyncio", **options)
         server = uvicorn.Server(config)
@@ -181,7 +188,8 @@ def serve(kind: str, port: int) -> None:
         if kind == "asyncio+proxy":
             import proxyproto.aio
 
-            server = await proxyproto.aio.start_server(handle, HOST, port, trusted=TRUSTED)
+            server = await proxyproto.aio.start_server(handle, HOST, port, trusted=TRUSTED,
+                                                       timeout=_header_timeout())
         else:
             server = await asyncio.start_server(handle, HOST, port)
         stop = asyncio.get_running_loop().create_future()
@@ -443,12 +451,17 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--no-collect", action="store_true",
                         help="callgrind: no gc.collect() before the dumps (the older method: "
                              "garbage left in reference cycles is not counted)")
+    parser.add_argument("--no-deadline", action="store_true",
+                        help="the proxied servers without a header timeout (what the "
+                             "deadline costs)")
     parser.add_argument("--only", action="append", choices=CALLGRIND_KINDS,
                         help="callgrind: only these servers (repeatable)")
     parser.add_argument("--rst", action="store_true", help="reStructuredText tables")
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     parser.add_argument("--serve", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.no_deadline:
+        os.environ["UVICORN_WRK_NO_DEADLINE"] = "1"  # the servers are child processes
     if args.serve:
         serve(args.serve[0], int(args.serve[1]))
         return 0
