@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -14,7 +16,13 @@ pytest.importorskip("uvicorn_worker")
 
 from aio_util import WHO_APP, ask_process, free_port, json_body, stop_process, throwaway_cert
 from proxyproto import encode_v1, encode_v2
-from proxyproto.gunicorn import ENVIRONMENT_TRUSTED, trusted_from
+from proxyproto.gunicorn import (
+    ENVIRONMENT_SETTINGS,
+    ENVIRONMENT_TRUSTED,
+    UvicornWorker,
+    setting_from,
+    trusted_from,
+)
 
 SRC, DST = ("192.0.2.10", 40000), ("198.51.100.20", 443)
 REQUEST = b"GET / HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 6.6.6.6\r\nConnection: close\r\n\r\n"
@@ -29,6 +37,84 @@ def test_trusted_from_gunicorn_or_the_environment() -> None:
         "10.1.0.0/16", "10.2.0.0/16"]
     with pytest.raises(ValueError):
         trusted_from(["10.0.0.1/8"], {})  # host bits set: a typo, refused at boot
+
+
+def test_settings_from_the_environment() -> None:
+    for name in ("BAD_REQUEST", "TRUST_UNIX_PEERS", "FORWARDED_HEADERS"):
+        variable = ENVIRONMENT_SETTINGS[name]
+        default = getattr(UvicornWorker, name)
+        assert default is False
+        assert setting_from(name, default, {}) is False
+        assert setting_from(name, default, {variable: " "}) is False
+        for text in ("1", "true", "YES", "On"):
+            assert setting_from(name, default, {variable: text}) is True
+        for text in ("0", "false", "no", "off"):
+            assert setting_from(name, True, {variable: text}) is False
+        with pytest.raises(ValueError, match=variable):
+            setting_from(name, default, {variable: "maybe"})
+    variable = ENVIRONMENT_SETTINGS["HEADER_TIMEOUT"]
+    assert setting_from("HEADER_TIMEOUT", 5.0, {}) == 5.0
+    assert setting_from("HEADER_TIMEOUT", 5.0, {variable: "2.5"}) == 2.5
+    assert setting_from("HEADER_TIMEOUT", 5.0, {variable: "None"}) is None
+    for text in ("0", "-1", "inf", "nan", "soon"):
+        with pytest.raises(ValueError, match=variable):
+            setting_from("HEADER_TIMEOUT", 5.0, {variable: text})
+
+
+def ask_unix(path: Path, data: bytes, attempts: int = 300) -> bytes:
+    """Send ``data`` over the UNIX socket once it listens (retried every 0.1 s, at most
+    ``attempts`` times); everything answered until the server closes."""
+    for _ in range(attempts):
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(5)
+            try:
+                sock.connect(str(path))
+            except (FileNotFoundError, ConnectionRefusedError):
+                time.sleep(0.1)
+                continue
+            sock.sendall(data)
+            chunks = []
+            try:
+                while chunk := sock.recv(65536):
+                    chunks.append(chunk)
+            except ConnectionResetError:  # a refused connection is reset
+                pass
+            return b"".join(chunks)
+    raise AssertionError("the server did not start")
+
+
+@pytest.mark.parametrize("opt_in", [False, True])
+def test_real_gunicorn_on_a_unix_socket_with_the_environment_settings(
+    tmp_path: Path, opt_in: bool
+) -> None:
+    """``--bind unix:...``: its peers are refused unless ``PROXYPROTO_TRUST_UNIX_PEERS``
+    trusts them; ``PROXYPROTO_BAD_REQUEST`` answers a trusted peer's missing header 400."""
+    (tmp_path / "whoapp.py").write_text(WHO_APP)
+    path = tmp_path / "app.sock"
+    env = {k: v for k, v in os.environ.items()
+           if k != ENVIRONMENT_TRUSTED and k not in ENVIRONMENT_SETTINGS.values()}
+    env[ENVIRONMENT_TRUSTED] = "127.0.0.1"
+    if opt_in:
+        env.update({ENVIRONMENT_SETTINGS["TRUST_UNIX_PEERS"]: "1",
+                    ENVIRONMENT_SETTINGS["BAD_REQUEST"]: "yes"})
+    argv = [sys.executable, "-m", "gunicorn", "-k", "proxyproto.gunicorn.UvicornWorker",
+            "-w", "1", "--bind", f"unix:{path}", "--graceful-timeout", "5",
+            "--error-logfile", str(tmp_path / "error.log"), "whoapp:app"]
+    process = subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    try:
+        proxied = ask_unix(path, encode_v2(SRC, DST) + REQUEST)
+        missing = ask_unix(path, REQUEST)
+    finally:
+        stop_process(process)
+    log = (tmp_path / "error.log").read_text()
+    if opt_in:
+        assert json_body(proxied) == {"client": list(SRC), "server": list(DST), "version": 2}
+        assert missing.startswith(b"HTTP/1.1 400 Bad Request"), missing
+    else:
+        assert proxied == b"" and missing == b""
+        assert sum("refused connection" in line and "untrusted" in line
+                   for line in log.splitlines()) == 2, log
 
 
 @pytest.mark.parametrize("from_environment", [False, True])
