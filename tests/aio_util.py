@@ -249,6 +249,27 @@ def stop_process(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) ->
             process.wait(5)
 
 
+def ask_unix(path: Any, data: bytes, attempts: int = 300) -> bytes:
+    """Send ``data`` over the UNIX socket ``path`` once it listens (retried every 0.1 s,
+    ``attempts`` times at most); everything answered until the server closes (or resets:
+    a refused connection)."""
+    for _ in range(attempts):
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(5)
+            try:
+                sock.connect(str(path))
+            except (FileNotFoundError, ConnectionRefusedError):  # not bound, or not listening
+                time.sleep(0.1)
+                continue
+            sock.sendall(data)
+            chunks = []
+            with contextlib.suppress(ConnectionError):
+                while chunk := sock.recv(65536):
+                    chunks.append(chunk)
+            return b"".join(chunks)
+    raise AssertionError("the server did not start")
+
+
 def json_body(answer: bytes) -> dict[str, Any]:
     """The JSON body of a ``200`` answer."""
     head, _, text = answer.partition(b"\r\n\r\n")

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -14,7 +12,15 @@ import pytest
 pytest.importorskip("gunicorn")
 pytest.importorskip("uvicorn_worker")
 
-from aio_util import WHO_APP, ask_process, free_port, json_body, stop_process, throwaway_cert
+from aio_util import (
+    WHO_APP,
+    ask_process,
+    ask_unix,
+    free_port,
+    json_body,
+    stop_process,
+    throwaway_cert,
+)
 from proxyproto import encode_v1, encode_v2
 from proxyproto.gunicorn import (
     ENVIRONMENT_SETTINGS,
@@ -59,28 +65,6 @@ def test_settings_from_the_environment() -> None:
     for text in ("0", "-1", "inf", "nan", "soon"):
         with pytest.raises(ValueError, match=variable):
             setting_from("HEADER_TIMEOUT", 5.0, {variable: text})
-
-
-def ask_unix(path: Path, data: bytes, attempts: int = 300) -> bytes:
-    """Send ``data`` over the UNIX socket once it listens (retried every 0.1 s, at most
-    ``attempts`` times); everything answered until the server closes."""
-    for _ in range(attempts):
-        with socket.socket(socket.AF_UNIX) as sock:
-            sock.settimeout(5)
-            try:
-                sock.connect(str(path))
-            except (FileNotFoundError, ConnectionRefusedError):
-                time.sleep(0.1)
-                continue
-            sock.sendall(data)
-            chunks = []
-            try:
-                while chunk := sock.recv(65536):
-                    chunks.append(chunk)
-            except ConnectionResetError:  # a refused connection is reset
-                pass
-            return b"".join(chunks)
-    raise AssertionError("the server did not start")
 
 
 @pytest.mark.parametrize("opt_in", [False, True])

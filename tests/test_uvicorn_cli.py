@@ -10,13 +10,20 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from aio_util import WHO_APP, ask_process, free_port, json_body, stop_process, throwaway_cert
+from aio_util import (
+    WHO_APP,
+    ask_process,
+    ask_unix,
+    free_port,
+    json_body,
+    stop_process,
+    throwaway_cert,
+)
 from proxyproto import encode_v1, encode_v2
 from proxyproto._cli._uvicorn import ENVIRONMENT_TRUSTED, register
 from proxyproto._cli._uvicorn import run as run_command
@@ -140,26 +147,17 @@ def test_address_in_use_is_one_line_and_status_10(app_dir: Path) -> None:
     assert b"address already in use" in output and b"Traceback" not in output
 
 
-@pytest.mark.parametrize("trust_unix_peers", [False, True])
-def test_unix_socket_listener_needs_the_opt_in(app_dir: Path, trust_unix_peers: bool) -> None:
+@pytest.mark.parametrize("trust_unix_peers, workers", [(False, 1), (True, 1), (True, 2)])
+def test_unix_socket_listener_needs_the_opt_in(app_dir: Path, trust_unix_peers: bool,
+                                              workers: int) -> None:
     path = app_dir / "app.sock"
     flags = ["--trust-unix-peers"] if trust_unix_peers else []
-    with command(app_dir, "--uds", str(path), "--trusted", TRUSTED, *flags) as process:
-        for _ in range(200):
-            if path.exists():
-                break
-            time.sleep(0.1)
-        with socket.socket(socket.AF_UNIX) as sock:
-            sock.settimeout(5)
-            sock.connect(str(path))
-            sock.sendall(encode_v2(SRC, DST) + REQUEST)
-            chunks = []
-            with contextlib.suppress(ConnectionError):
-                while chunk := sock.recv(65536):
-                    chunks.append(chunk)
+    with command(app_dir, "--uds", str(path), "--trusted", TRUSTED, "--workers", str(workers),
+                 *flags) as process:
+        # (with --workers, uvicorn binds the socket first and its workers listen later)
+        answer = ask_unix(path, encode_v2(SRC, DST) + REQUEST)
         process.send_signal(signal.SIGINT)
         assert process.wait(20) == 0
-    answer = b"".join(chunks)
     if trust_unix_peers:
         assert json_body(answer) == {"client": list(SRC), "server": list(DST), "version": 2}
     else:
