@@ -4,6 +4,8 @@
     python3 benchmarks/uvicorn_wrk.py --quick         # under 60 s (CI)
     python3 benchmarks/uvicorn_wrk.py --no-callgrind  # wrk rounds only
     python3 benchmarks/uvicorn_wrk.py --rst           # tables for docs/benchmarks.rst
+    python3 benchmarks/uvicorn_wrk.py --no-wrk --no-deadline       # proxied: timeout=None
+    python3 benchmarks/uvicorn_wrk.py --no-wrk --no-proxy-headers  # plain: no X-Forwarded-For
 
 Loopback only; every server is a child process that this script stops; every wrk run and
 every client is bounded in time or count.
@@ -156,6 +158,8 @@ def serve(kind: str, port: int) -> None:
 
             options["http"] = proxyproto.aio.uvicorn_http_protocol(
                 trusted=TRUSTED, timeout=_header_timeout())
+        if os.environ.get("UVICORN_WRK_NO_PROXY_HEADERS"):
+            options["proxy_headers"] = False  # plain uvicorn without X-Forwarded-For
         config = uvicorn.Config(app, host=HOST, port=port, lifespan="off", access_log=False,
                                 log_level="warning", loop="asyncio", **options)
         server = uvicorn.Server(config)
@@ -454,6 +458,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--no-deadline", action="store_true",
                         help="the proxied servers without a header timeout (what the "
                              "deadline costs)")
+    parser.add_argument("--no-proxy-headers", action="store_true",
+                        help="plain uvicorn with proxy_headers=False: without its "
+                             "X-Forwarded-For middleware, which the PROXY layer leaves out")
     parser.add_argument("--only", action="append", choices=CALLGRIND_KINDS,
                         help="callgrind: only these servers (repeatable)")
     parser.add_argument("--rst", action="store_true", help="reStructuredText tables")
@@ -462,6 +469,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = parser.parse_args(argv)
     if args.no_deadline:
         os.environ["UVICORN_WRK_NO_DEADLINE"] = "1"  # the servers are child processes
+    if args.no_proxy_headers:
+        os.environ["UVICORN_WRK_NO_PROXY_HEADERS"] = "1"
     if args.serve:
         serve(args.serve[0], int(args.serve[1]))
         return 0
