@@ -261,9 +261,10 @@ def ask_unix(path: Any, data: bytes, attempts: int = 300) -> bytes:
             except (FileNotFoundError, ConnectionRefusedError):  # not bound, or not listening
                 time.sleep(0.1)
                 continue
-            sock.sendall(data)
             chunks = []
+            # a refused peer is reset at once, maybe before all of ``data`` is sent
             with contextlib.suppress(ConnectionError):
+                sock.sendall(data)
                 while chunk := sock.recv(65536):
                     chunks.append(chunk)
             return b"".join(chunks)
