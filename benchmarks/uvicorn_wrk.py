@@ -6,6 +6,7 @@
     python3 benchmarks/uvicorn_wrk.py --rst           # tables for docs/benchmarks.rst
     python3 benchmarks/uvicorn_wrk.py --no-wrk --no-deadline       # proxied: timeout=None
     python3 benchmarks/uvicorn_wrk.py --no-wrk --no-proxy-headers  # plain: no X-Forwarded-For
+    python3 benchmarks/uvicorn_wrk.py --no-wrk --plain-timer       # plain asyncio: one timer
 
 Loopback only; every server is a child process that this script stops; every wrk run and
 every client is bounded in time or count.
@@ -196,6 +197,10 @@ def serve(kind: str, port: int) -> None:
                                                        timeout=_header_timeout())
         else:
             server = await asyncio.start_server(handle, HOST, port)
+            if os.environ.get("UVICORN_WRK_PLAIN_TIMER"):
+                # one timer that never fires, as a server with any timeout of its own
+                # has: asyncio then computes a select timeout on every blocking iteration
+                asyncio.get_running_loop().call_later(24 * 3600, print)
         stop = asyncio.get_running_loop().create_future()
         for sig in (signal.SIGTERM, signal.SIGINT):
             asyncio.get_running_loop().add_signal_handler(sig, stop.set_result, None)
@@ -461,6 +466,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--no-proxy-headers", action="store_true",
                         help="plain uvicorn with proxy_headers=False: without its "
                              "X-Forwarded-For middleware, which the PROXY layer leaves out")
+    parser.add_argument("--plain-timer", action="store_true",
+                        help="plain asyncio with one timer scheduled (that never fires), as "
+                             "a server with any timeout has")
     parser.add_argument("--only", action="append", choices=CALLGRIND_KINDS,
                         help="callgrind: only these servers (repeatable)")
     parser.add_argument("--rst", action="store_true", help="reStructuredText tables")
@@ -471,6 +479,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         os.environ["UVICORN_WRK_NO_DEADLINE"] = "1"  # the servers are child processes
     if args.no_proxy_headers:
         os.environ["UVICORN_WRK_NO_PROXY_HEADERS"] = "1"
+    if args.plain_timer:
+        os.environ["UVICORN_WRK_PLAIN_TIMER"] = "1"
     if args.serve:
         serve(args.serve[0], int(args.serve[1]))
         return 0
