@@ -223,9 +223,14 @@ def ask_process(port: int, data: bytes, *, source: str, attempts: int = 300,
             continue
         with contextlib.ExitStack() as closing:
             closing.enter_context(sock)
-            sock.sendall(data)
             chunks = []
             stream: Any = sock
+            try:
+                sock.sendall(data)
+            except ConnectionError:  # a refused peer is reset at once, maybe mid-send
+                if tls_after is not None:
+                    raise
+                return b""
             if tls_after is not None:
                 context = ssl.create_default_context(cafile=str(tls_after[1]))
                 stream = closing.enter_context(
