@@ -7,7 +7,7 @@ import time
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ._layer import ProxyProtocolLayer
+    from ._layer import StreamLayer
 
 __all__ = ["HeaderDeadlines"]
 
@@ -40,9 +40,9 @@ class HeaderDeadlines:
         self._slack = min(0.1, timeout / 10)
         self._timer: asyncio.TimerHandle | None = None
         #: the waiting layers, by arrival, with their deadlines (in ``loop.time()``)
-        self.waiting: dict[ProxyProtocolLayer, float] = {}
+        self.waiting: dict[StreamLayer, float] = {}
 
-    def add(self, layer: ProxyProtocolLayer) -> dict[ProxyProtocolLayer, float]:
+    def add(self, layer: StreamLayer) -> dict[StreamLayer, float]:
         """Start ``layer``'s deadline: ``timeout`` seconds from now. Returns
         :attr:`waiting`, from which the layer removes itself once settled."""
         waiting = self.waiting
@@ -55,7 +55,7 @@ class HeaderDeadlines:
         self._timer = None
         waiting = self.waiting
         now = self._time() + _CLOCK_RESOLUTION
-        due: list[ProxyProtocolLayer] = []
+        due: list[StreamLayer] = []
         for layer, deadline in waiting.items():
             if deadline > now:
                 break

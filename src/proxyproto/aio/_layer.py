@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl as _ssl
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from .._adapters import ProxyStats
 from .._adapters import show_address as _show
@@ -26,7 +26,8 @@ from ._transport import (
     report_in_place,
 )
 
-__all__ = ["ProxyProtocolFactory", "ProxyProtocolLayer", "Trusted", "logger", "make_config"]
+__all__ = ["CONNECTION_SLOTS", "ProxyProtocolFactory", "ProxyProtocolLayer", "StreamLayer",
+           "Trusted", "logger", "make_config"]
 
 logger = logging.getLogger("proxyproto.aio")
 
@@ -149,42 +150,38 @@ def make_config(
     return _Config(chosen, ssl=ssl, ssl_handshake_timeout=ssl_handshake_timeout, stats=stats)
 
 
-class ProxyProtocolLayer(asyncio.Protocol):
-    """The PROXY layer for one stream connection, in front of an application protocol.
+#: the per-connection state of a stream layer (slots of :class:`ProxyProtocolLayer`, and
+#: of the uvicorn classes that carry the layer in uvicorn's own protocol object)
+CONNECTION_SLOTS = ("_extra", "_local", "_peer", "_pending", "_policy", "_reader",
+                    "_transport", "_upgrade", "_waiting")
 
-    Built by :func:`wrap_protocol_factory`; not meant to be created directly. Once the
-    header is accepted the real transport talks to the application protocol directly,
-    so the layer costs nothing after the hand-over.
+
+class StreamLayer:
+    """What the PROXY layer of a stream connection does, for any class that stores
+    :data:`CONNECTION_SLOTS` and has ``_config`` (no state of its own: a mix-in).
+
+    :class:`ProxyProtocolLayer` is the usual home; the uvicorn integration mixes it into
+    uvicorn's own protocol class instead (no second protocol object per connection).
+    ``_decided`` is where a subclass changes how the connection is handed over.
     """
 
-    # Per connection, only what varies: a first chunk that decides (the usual case: the
-    # proxy writes the header, often with the request, in one segment) is judged by the
-    # machine directly, without a PolicyReader; one is made only for a header split
-    # across chunks. Everything the connections share is in ``_config``.
-    __slots__ = ("__weakref__", "_app_factory", "_config", "_extra", "_local", "_peer",
-                 "_pending", "_policy", "_reader", "_transport", "_upgrade", "_waiting")
+    if not TYPE_CHECKING:  # (mypy would take the empty slots for the whole state)
+        __slots__ = ()  # a mix-in: the state is the concrete class's
 
+    _config: _Config
     _transport: asyncio.Transport | None
     #: the connection's policy while its header is awaited (``None`` once decided or
     #: refused: data is then dropped)
     _policy: Policy | None
     _reader: PolicyReader | None  # a header split across chunks
     #: the server's waiting connections while this one's header deadline runs
-    _waiting: dict[ProxyProtocolLayer, float] | None
+    _waiting: dict[StreamLayer, float] | None
     _pending: bool  # counted in stats.pending
     _upgrade: asyncio.Task[None] | None  # the TLS set-up after the header
     #: the transport's own extra-info dict, written at the hand-over (see extra_dict)
     _extra: dict[str, Any] | None
     _peer: Any
     _local: Any
-
-    def __init__(self, app_factory: Callable[[], asyncio.BaseProtocol], config: _Config) -> None:
-        # the rest of the state is the connection's, set by connection_made
-        self._app_factory = app_factory
-        self._config = config
-        self._transport = self._upgrade = self._waiting = None
-        self._peer = self._local = None
-        self._pending = False
 
     # -- asyncio callbacks ------------------------------------------------------------
 
@@ -390,8 +387,8 @@ class ProxyProtocolLayer(asyncio.Protocol):
         return app
 
     def _new_app(self, header: ProxyHeader | None) -> asyncio.BaseProtocol:
-        """The application's protocol for this connection (subclasses may use ``header``)."""
-        return self._app_factory()
+        """The application's protocol for this connection (``header``: the one accepted)."""
+        raise NotImplementedError
 
     async def _start_tls(
         self, raw: TLSFeedTransport, header: ProxyHeader | None, received: ProxyHeader | None
@@ -416,6 +413,33 @@ class ProxyProtocolLayer(asyncio.Protocol):
         self._accept()
         app = self._new_app(header)
         held.hand_over(app, tls, ProxiedTransport(tls, header, received))
+
+
+class ProxyProtocolLayer(StreamLayer, asyncio.Protocol):
+    """The PROXY layer for one stream connection, in front of an application protocol.
+
+    Built by :func:`wrap_protocol_factory`; not meant to be created directly. Once the
+    header is accepted the real transport talks to the application protocol directly,
+    so the layer costs nothing after the hand-over.
+    """
+
+    # Per connection, only what varies: a first chunk that decides (the usual case: the
+    # proxy writes the header, often with the request, in one segment) is judged by the
+    # machine directly, without a PolicyReader; one is made only for a header split
+    # across chunks. Everything the connections share is in ``_config``.
+    __slots__ = ("__weakref__", "_app_factory", "_config", *CONNECTION_SLOTS)
+
+    def __init__(self, app_factory: Callable[[], asyncio.BaseProtocol], config: _Config) -> None:
+        # the rest of the state is the connection's, set by connection_made
+        self._app_factory = app_factory
+        self._config = config
+        self._transport = self._upgrade = self._waiting = None
+        self._peer = self._local = None
+        self._pending = False
+
+    def _new_app(self, header: ProxyHeader | None) -> asyncio.BaseProtocol:
+        """The application's protocol for this connection (subclasses may use ``header``)."""
+        return self._app_factory()
 
 
 class ProxyProtocolFactory:

@@ -19,13 +19,14 @@ import importlib
 import logging
 import ssl as _ssl
 from collections.abc import Awaitable
-from typing import Any, Callable, ClassVar, Optional
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Optional
 
 from .._adapters import ProxyStats
 from .._header import ProxyHeader
 from .._options import UNSET, ProxyOptions
 from .._policy import ConnectionPolicy, Policy
-from ._layer import ProxyProtocolLayer, Trusted, _Config, make_config
+from ._layer import CONNECTION_SLOTS, ProxyProtocolLayer, StreamLayer, Trusted, _Config, make_config
+from ._transport import ProxiedTransport, report_in_place
 
 __all__ = ["BAD_REQUEST", "UvicornHTTPProtocol", "uvicorn_http_protocol"]
 
@@ -126,32 +127,136 @@ class _Setup:
 _new_object = object.__new__
 
 
-class UvicornHTTPProtocol(ProxyProtocolLayer):
-    """The PROXY layer in front of uvicorn's HTTP protocol, for ``uvicorn.Config(http=)``.
+class UvicornHTTPProtocol(StreamLayer, asyncio.Protocol):
+    """The PROXY layer for uvicorn's HTTP protocol, for ``uvicorn.Config(http=...)``.
 
     Not used directly: :func:`uvicorn_http_protocol` returns a subclass bound to its
     options, which uvicorn instantiates once per connection as it would its own class.
+    For uvicorn's own protocols (h11, httptools) that subclass *is* uvicorn's class with
+    the layer mixed in: the connection has one protocol object, which becomes plain
+    uvicorn (its class is switched back) once the header is accepted. For another
+    protocol class, or TLS after the header, the layer is a protocol of its own that hands
+    the connection to a new protocol of that class.
 
     Attributes:
         stats: the :class:`ProxyStats` of the connections (a class attribute, shared by
             every connection of the subclass).
     """
 
-    __slots__ = ("_uvicorn",)
+    if not TYPE_CHECKING:  # (mypy would take the empty slots for the whole state)
+        __slots__ = ()  # a mix-in: the state is in the generated class's slots
 
     stats: ClassVar[ProxyStats]
     _setup: ClassVar[_Setup]
 
-    def __init__(self, config: Any, server_state: Any, app_state: Optional[Any] = None,
-                 _loop: Optional[asyncio.AbstractEventLoop] = None) -> None:
+
+class _InUvicornProtocol(UvicornHTTPProtocol):
+    """The layer mixed into uvicorn's own protocol class (h11, httptools): one protocol
+    object per connection, no hand-over to another. Until the header is settled the
+    layer's methods run; then uvicorn's ``connection_made`` with the header's addresses,
+    and from there uvicorn's own methods (``transport`` set) serve the connection."""
+
+    if not TYPE_CHECKING:
+        __slots__ = ()  # (the generated class's base has the layer's slots)
+
+    # uvicorn's own protocol attributes, which the hand-over sets; ``transport`` is
+    # ``None`` until uvicorn's ``connection_made`` (at the hand-over)
+    config: Any
+    app: Any
+    ws_protocol_class: Any
+    transport: Any
+    # uvicorn's own methods (the HTTP class's), for the connection once handed over
+    _http_connection_made: ClassVar[Callable[..., None]]
+    _http_data_received: ClassVar[Callable[..., None]]
+    _http_eof_received: ClassVar[Callable[..., bool | None]]
+    _http_connection_lost: ClassVar[Callable[..., None]]
+
+    def data_received(self, data: bytes) -> None:
+        if self.transport is None:  # the header is awaited (or was refused)
+            StreamLayer.data_received(self, data)
+        else:
+            self._http_data_received(data)
+
+    def eof_received(self) -> bool | None:
+        if self.transport is None:
+            return StreamLayer.eof_received(self)
+        return self._http_eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.transport is None:
+            StreamLayer.connection_lost(self, exc)
+        else:
+            self._http_connection_lost(exc)
+
+    def _decided(self, header: ProxyHeader | None, received: ProxyHeader | None,
+                 app_data: bytes) -> asyncio.BaseProtocol | None:
+        """The header is settled: this object becomes uvicorn's own protocol (its
+        ``connection_made`` with the header's addresses, then the bytes after it)."""
+        self._policy = self._reader = None
+        waiting = self._waiting
+        if waiting is not None:  # _cancel_deadline(), inline: once per connection
+            self._waiting = None
+            waiting.pop(self, None)
+            if not waiting:
+                waiting.clear()
+        stats = self._config.stats
+        if self._pending:
+            self._pending = False
+            stats.pending -= 1
+        stats.accepted += 1
+        transport = self._transport
+        assert transport is not None
         setup = self._setup
+        extra = self._extra
+        reported: asyncio.BaseTransport
+        if extra is not None:  # the transport itself reports the header's addresses
+            report_in_place(extra, header, received, self._peer, self._local)
+            reported = transport
+        else:
+            reported = ProxiedTransport(transport, header, received, self._peer, self._local)
+        config = self.config  # uvicorn's Config, as given to __init__
         configs = setup._configs  # (uvicorn's Config, ours): the same for every connection
         base = configs[1] if configs is not None and configs[0] is config else (
             setup.base_config(config))
-        # what uvicorn gave, for its own protocol once the header is settled (no closure:
-        # this runs for every connection)
+        self.config = base
+        if header is None:
+            self.app = base.loaded_app
+        else:
+            # _WithProxyHeader(...), without its __init__ frame (once per connection)
+            app = _new_object(_WithProxyHeader)
+            app.app = base.loaded_app
+            app.extension = {"header": header, "socket_peername": self._peer,
+                             "socket_sockname": self._local}
+            app.ws_class = ws_class = self.ws_protocol_class
+            self.app = app
+            if ws_class is not None:
+                self.ws_protocol_class = app.websocket
+        # from here on uvicorn's own methods serve the connection
+        self._http_connection_made(reported)
+        if app_data and not transport.is_closing():
+            self._http_data_received(app_data)  # [SPEC §2.2] R-64: the bytes after the header
+        return self
+
+
+class _SeparateUvicornLayer(UvicornHTTPProtocol):
+    """The layer as a protocol of its own, in front of a new protocol of the HTTP class
+    made at the hand-over: TLS after the header, or a class other than uvicorn's own
+    (mixed in front of :class:`ProxyProtocolLayer`)."""
+
+    if not TYPE_CHECKING:
+        __slots__ = ()  # (the generated class has ``_uvicorn``)
+
+    _uvicorn: tuple[Any, Any, Any, Any]
+    _app_factory: Callable[..., asyncio.BaseProtocol]
+
+    def __init__(self, config: Any, server_state: Any, app_state: Optional[Any] = None,
+                 _loop: Optional[asyncio.AbstractEventLoop] = None) -> None:
+        setup = self._setup
+        configs = setup._configs
+        base = configs[1] if configs is not None and configs[0] is config else (
+            setup.base_config(config))
+        # what uvicorn gave, for its own protocol once the header is settled
         self._uvicorn = (base, server_state, app_state, _loop)
-        # ProxyProtocolLayer.__init__, inlined (no super() object, no frame per connection)
         self._app_factory = setup.http_class
         self._config = setup.config
         self._peer = self._local = None  # (connection_made sets them)
@@ -161,7 +266,6 @@ class UvicornHTTPProtocol(ProxyProtocolLayer):
         setup = self._setup
         app = None
         if header is not None:
-            # _WithProxyHeader(...), without its __init__ frame (once per connection)
             app = _new_object(_WithProxyHeader)
             app.app = config.loaded_app
             app.extension = {"header": header, "socket_peername": self._peer,
@@ -179,7 +283,26 @@ class UvicornHTTPProtocol(ProxyProtocolLayer):
             protocol.app = app
             if app.ws_class is not None:
                 protocol.ws_protocol_class = app.websocket
-        return protocol  # type: ignore[no-any-return]  # (typing.cast is a call)
+        return protocol  # type: ignore[no-any-return]
+
+
+def _mixes_in(http_class: Any) -> bool:
+    """Whether the layer can live in ``http_class``'s own objects: one of uvicorn's
+    HTTP/1.1 protocols (whose ``app``/``ws_protocol_class``/``config`` the hand-over
+    sets), objects with a ``__dict__`` and no ``__slots__`` of their own, and none of the
+    layer's names taken."""
+    if not _uvicorn_own(http_class) or "__slots__" in vars(http_class):
+        return False
+    ours = {name for cls in (_InUvicornProtocol, UvicornHTTPProtocol, StreamLayer)
+            for name in vars(cls)}
+    ours.update(CONNECTION_SLOTS)
+    ours.discard("__module__")
+    ours.discard("__doc__")
+    ours.discard("__slots__")
+    ours.discard("__annotations__")
+    taken = {name for cls in http_class.__mro__ if cls is not object for name in vars(cls)}
+    return not (ours & taken - {"connection_made", "data_received", "eof_received",
+                                 "connection_lost"})
 
 
 def uvicorn_http_protocol(
@@ -255,5 +378,20 @@ def uvicorn_http_protocol(
     if not callable(http):
         raise TypeError(f"http must be an implementation name or a protocol class, not {http!r}")
     setup = _Setup(http, config, bool(forwarded_headers))
-    return type("ProxyUvicornHTTPProtocol", (UvicornHTTPProtocol,),
-                {"__slots__": (), "stats": config.stats, "_setup": setup})
+    namespace = {"stats": config.stats, "_setup": setup}
+    if config.ssl is None and _mixes_in(http):
+        # uvicorn's class with the layer's state; what the connection becomes at the
+        # hand-over (the same layout: the switch of class is allowed)
+        # uvicorn's class with the layer's state in slots (not in its __dict__, whose
+        # keys are shared by the class's objects: more keys would cost every connection)
+        base_class: Any = http  # a class (_mixes_in)
+        with_slots = type(base_class.__name__, (base_class,), {
+            "__slots__": CONNECTION_SLOTS, "__module__": base_class.__module__})
+        return type("ProxyUvicornHTTPProtocol", (_InUvicornProtocol, with_slots), {
+            "__slots__": (), "_config": config, **namespace,
+            "_http_connection_made": base_class.connection_made,
+            "_http_data_received": base_class.data_received,
+            "_http_eof_received": base_class.eof_received,
+            "_http_connection_lost": base_class.connection_lost})
+    return type("ProxyUvicornHTTPProtocol", (_SeparateUvicornLayer, ProxyProtocolLayer),
+                {"__slots__": ("_uvicorn",), **namespace})
