@@ -28,14 +28,18 @@ from hypothesis import HealthCheck, assume, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from proxyproto import (  # noqa: E402
+    IMPLEMENTATION,
     Command,
     IncompleteHeader,
     InvalidHeader,
+    Policy,
     ProxyHeader,
     ProxyProtocolError,
     TLVType,
 )
+from proxyproto import _connection as connection  # noqa: E402
 from proxyproto import _fallback as fallback  # noqa: E402
+from proxyproto._connection import judge_start_python  # noqa: E402
 
 EXAMPLES = int(os.environ.get("PROXYPROTO_DIFF_EXAMPLES", "300"))
 SETTINGS = settings(
@@ -643,3 +647,51 @@ def test_valid_encodes_stay_in_c(fast: ModuleType, kwargs: dict[str, Any]) -> No
     assert header.command is expected_command
     assert fast.parse(header.to_bytes()) == header  # parse -> encode -> parse is stable
     assert header.to_bytes() == fast.parse(header.to_bytes()).to_bytes()
+
+
+# -- judge_start: a connection's first chunk (the asyncio layer's hot path) --------------
+
+
+def judged(func: Callable[..., object], *args: object) -> object:
+    """``judge_start``'s answer in comparable form: a returned exception by class,
+    message, ``needed`` or offset (exceptions are not equal by value)."""
+    try:
+        answer = func(*args)
+    except Exception as exc:
+        return ("raised", type(exc), str(exc))
+    if isinstance(answer, BaseException):
+        return ("refused", type(answer), str(answer), getattr(answer, "needed", None),
+                getattr(answer, "offset", None))
+    return ("returned", typed(answer))
+
+
+@SETTINGS
+@given(
+    start=st.one_of(valid_headers(), v1_lines(), v2_headers(), st.binary(max_size=120)),
+    payload=st.sampled_from([b"", b"GET / HTTP/1.1\r\n\r\n", b"\x16\x03\x01", b"PROXY "]),
+    cut=st.one_of(st.none(), st.integers(0, 300)),
+    policy=st.sampled_from(list(Policy)),
+    final=st.sampled_from([False, True, 0, 1]),
+    max_size=st.sampled_from([16, 28, 64, 4096, 65551, 1 << 80, -1, 28.0]),
+    kind=st.sampled_from([bytes, bytearray, memoryview]),
+)
+def test_judge_start(fast: ModuleType, start: bytes, payload: bytes, cut: Any, policy: Policy,
+                     final: Any, max_size: Any, kind: Any) -> None:
+    """The compiled judge_start answers as judge_start_python on any first chunk, and
+    gives back the very ``(None, None, 0)`` object of "no header" (decide_start tests it
+    by identity)."""
+    data = start + payload
+    if cut is not None:
+        data = data[:cut]
+    chunk = kind(data)
+    expected = judged(judge_start_python, policy, chunk, max_size, final)
+    assert judged(fast.judge_start, policy, chunk, max_size, final) == expected
+    if expected == ("returned", typed((None, None, 0))):
+        assert fast.judge_start(policy, chunk, max_size, final) is judge_start_python(
+            policy, chunk, max_size, final)
+
+
+def test_judge_start_is_the_compiled_one_when_built(fast: ModuleType) -> None:
+    """The adapters call the compiled twin whenever the extension is in use."""
+    expected = fast.judge_start if IMPLEMENTATION == "cython" else judge_start_python
+    assert connection.judge_start is expected

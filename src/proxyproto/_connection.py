@@ -18,7 +18,7 @@ Need(needed=11)
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional, Union
+from typing import Callable, NamedTuple, Optional, Union
 
 from . import _impl
 from ._errors import (
@@ -54,6 +54,7 @@ __all__ = [
     "decide_datagram",
     "decide_start",
     "judge_start",
+    "judge_start_python",
 ]
 
 _REQUIRE, _USE, _IGNORE, _REJECT, _SKIP = (
@@ -145,13 +146,16 @@ def decide_start(
     return _new_tuple(Refused, (answer,))
 
 
-def judge_start(policy: Policy, data: Buffer, max_size: int, final: bool) -> RawStart:
+def judge_start_python(policy: Policy, data: Buffer, max_size: int, final: bool) -> RawStart:
     """:func:`decide_start`'s answer as plain values, for the adapters' hot path.
 
     A ``(header, received, offset)`` tuple for :class:`Decided`, an ``int`` (bytes
     needed) for :class:`Need`, the exception itself for :class:`Refused`. (A
     ``NamedTuple`` costs about 1,500 instructions more to build than a tuple: the
     asyncio layer runs this once per connection.)
+
+    This is the reference; :data:`judge_start` is the compiled twin when the extension
+    is built (its usual case in C, everything else this function).
     """
     if policy is _SKIP:
         return _RAW_NO_HEADER
@@ -186,6 +190,13 @@ def judge_start(policy: Policy, data: Buffer, max_size: int, final: bool) -> Raw
         return HeaderRejected("this peer may not send a PROXY header")
     return (None if policy is _IGNORE else result, result,  # type: ignore[return-value]
             result.length)  # type: ignore[union-attr]
+
+
+#: :func:`judge_start_python`'s answers; the compiled twin when the extension is built
+#: (``PROXYPROTO_NO_EXTENSIONS`` or no compiler: the function itself)
+judge_start: Callable[[Policy, Buffer, int, bool], RawStart] = judge_start_python
+if _impl.IMPLEMENTATION == "cython":
+    from ._fast import judge_start
 
 
 def _signature_prefix(data: Buffer) -> bool:

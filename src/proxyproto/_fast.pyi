@@ -6,11 +6,13 @@ import socket
 from collections.abc import Iterable
 from typing import Optional, Union
 
+from ._errors import ProxyProtocolError
 from ._header import Address, ProxyHeader, SSLInfo
+from ._policy import Policy
 
 __all__ = [
     "COMPILED_CONSTANTS", "MAX_V2_SIZE", "V1_MAX_LENGTH", "V2_SIGNATURE", "crc32c", "decode_ssl",
-    "encode_v1", "encode_v2", "parse", "parse_or_needed",
+    "encode_v1", "encode_v2", "judge_start", "parse", "parse_or_needed",
 ]
 
 V2_SIGNATURE: bytes
@@ -27,6 +29,9 @@ def parse(
 def parse_or_needed(
     data: Union[bytes, bytearray, memoryview], *, max_size: int = ...
 ) -> Union[ProxyHeader, int]: ...
+def judge_start(
+    policy: Policy, data: Union[bytes, bytearray, memoryview], max_size: int, final: bool
+) -> Union[tuple[Optional[ProxyHeader], Optional[ProxyHeader], int], int, ProxyProtocolError]: ...
 def encode_v1(
     source: Optional[tuple[str, int]], destination: Optional[tuple[str, int]]
 ) -> bytes: ...

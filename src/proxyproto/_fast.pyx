@@ -77,10 +77,11 @@ from . import _fallback as _fb
 from ._constants import MAX_V2_SIZE, V1_MAX_LENGTH, V2_SIGNATURE
 from ._errors import IncompleteHeader, NoProxyHeader
 from ._header import TLV, Command, ProxyHeader, SSLInfo
+from ._policy import Policy
 
 __all__ = [
     "COMPILED_CONSTANTS", "MAX_V2_SIZE", "V1_MAX_LENGTH", "V2_SIGNATURE", "crc32c", "decode_ssl",
-    "encode_v1", "encode_v2", "parse", "parse_or_needed",
+    "encode_v1", "encode_v2", "judge_start", "parse", "parse_or_needed",
 ]
 
 cdef extern from *:
@@ -409,6 +410,36 @@ def _parse_c_only(data, *, max_size=MAX_V2_SIZE):
     if header is None and verdict.code != _DEFER:
         raise _error(&verdict)
     return header
+
+cdef object _REQUIRE = Policy.REQUIRE
+cdef object _USE = Policy.USE
+cdef object _IGNORE = Policy.IGNORE
+cdef object _judge_start_python = None  # _connection.judge_start_python, once imported
+
+
+def judge_start(policy, data, max_size, final):
+    """``_connection.judge_start_python``'s answer, with its usual case in C: a first
+    chunk of ``bytes`` that starts with a complete, valid header under ``REQUIRE``,
+    ``USE`` or ``IGNORE`` (the asyncio layer's every connection from a proxy). Any other
+    input is that function's own answer (called with the same arguments)."""
+    global _judge_start_python
+    cdef Verdict verdict
+    cdef Py_ssize_t cap
+    cdef Py_ssize_t size
+    if PyBytes_CheckExact(data) and (policy is _REQUIRE or policy is _USE or policy is _IGNORE):
+        size = PyBytes_GET_SIZE(data)
+        cap = _cap_of(max_size)
+        if size > 12 and cap >= 0 and PyBool_Check(final) and final is False:
+            verdict.code = _DEFER
+            header = _parse_c(<const uint8_t *>PyBytes_AS_STRING(data), size, cap, &verdict)
+            if header is not None:
+                return (None if policy is _IGNORE else header, header,
+                        <object>PyTuple_GET_ITEM(header, 7))
+    if _judge_start_python is None:
+        from ._connection import judge_start_python
+        _judge_start_python = judge_start_python
+    return _judge_start_python(policy, data, max_size, final)
+
 
 include "_fast_encode.pxi"
 
