@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import json
 import logging
 import socket
@@ -349,3 +350,62 @@ def test_other_protocol_classes_get_the_header_through_their_config() -> None:
     assert sent[0]["extensions"]["proxy_protocol"]["header"] == header
     without = layer._new_app(None)
     assert isinstance(without, OtherHTTP) and without.app is app  # no middleware, no wrapper
+
+
+H11Protocol = importlib.import_module("uvicorn.protocols.http.h11_impl").H11Protocol
+
+
+class SlottedH11(H11Protocol):  # type: ignore[misc]
+    """uvicorn's own class, with slots of its own: the layer cannot share its objects."""
+
+    __slots__ = ("extra",)
+
+
+@pytest.mark.parametrize("implementation", ["h11", "httptools"])
+def test_the_layer_lives_in_uvicorns_own_protocol_object(implementation: str) -> None:
+    """For uvicorn's own classes the connection has one protocol object: the one uvicorn
+    made, which serves HTTP once the header is accepted (a header split across two
+    segments included); TLS after the header, a slotted subclass or another class get a
+    layer object of their own."""
+    if implementation == "httptools":
+        pytest.importorskip("httptools")
+    http_class = importlib.import_module("uvicorn.importer").import_from_string(
+        importlib.import_module("uvicorn.config").HTTP_PROTOCOLS[implementation])
+    http = aio.uvicorn_http_protocol(trusted=[TRUSTED_V4], http=implementation, timeout=2)
+    assert issubclass(http, http_class) and issubclass(http, aio.UvicornHTTPProtocol)
+    assert not issubclass(http, aio.ProxyProtocolLayer)
+    for separate in (aio.uvicorn_http_protocol(trusted=[TRUSTED_V4], http=SlottedH11),
+                     aio.uvicorn_http_protocol(trusted=[TRUSTED_V4], http=OtherHTTP),
+                     aio.uvicorn_http_protocol(trusted=[TRUSTED_V4], http=implementation,
+                                               ssl=ssl.create_default_context(
+                                                   ssl.Purpose.CLIENT_AUTH))):
+        assert issubclass(separate, aio.ProxyProtocolLayer)
+        assert issubclass(separate, aio.UvicornHTTPProtocol)
+
+    async def main() -> tuple[list[Any], bytes, bytes]:
+        server, task, port = await serve(http)
+        loop = asyncio.get_running_loop()
+        served: list[Any] = []
+        try:
+            header = encode_v2(SRC, DST)
+            with await connect_from(TRUSTED_V4, port) as sock:
+                await loop.sock_sendall(sock, header[:10])  # a header in two segments
+                await asyncio.sleep(0.05)
+                await loop.sock_sendall(sock, header[10:] + KEEP_ALIVE)
+                split = await one_response(sock)
+                served = [(connection, connection.transport.get_protocol())
+                          for connection in server.server_state.connections]
+            with await connect_from(TRUSTED_V4, port) as sock:  # EOF mid-header
+                await loop.sock_sendall(sock, header[:20])
+                sock.shutdown(socket.SHUT_WR)
+                cut = await read_all(sock, limit=5)
+        finally:
+            await stop(server, task)
+        return served, split, cut
+
+    served, split, cut = run(main())
+    assert body_of(split)["client"] == list(SRC)
+    ((connection, protocol),) = served
+    assert type(connection) is http and protocol is connection  # uvicorn's, the layer's too
+    assert cut == b""
+    assert http.stats.accepted == 1 and http.stats.refused == {"eof": 1}

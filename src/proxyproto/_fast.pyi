@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterable
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
 from ._errors import ProxyProtocolError
 from ._header import Address, ProxyHeader, SSLInfo
@@ -12,7 +12,8 @@ from ._policy import Policy
 
 __all__ = [
     "COMPILED_CONSTANTS", "MAX_V2_SIZE", "V1_MAX_LENGTH", "V2_SIGNATURE", "crc32c", "decode_ssl",
-    "encode_v1", "encode_v2", "judge_start", "parse", "parse_or_needed",
+    "HAVE_TIMER_FD", "ProxiedSocket", "ProxyExtensionApp", "arm_timer_fd", "encode_v1", "encode_v2",
+    "judge_start", "open_timer_fd", "parse", "parse_or_needed", "report_in_place",
 ]
 
 V2_SIGNATURE: bytes
@@ -32,6 +33,29 @@ def parse_or_needed(
 def judge_start(
     policy: Policy, data: Union[bytes, bytearray, memoryview], max_size: int, final: bool
 ) -> Union[tuple[Optional[ProxyHeader], Optional[ProxyHeader], int], int, ProxyProtocolError]: ...
+def report_in_place(
+    extra: dict[str, Any], header: Optional[ProxyHeader], received: Optional[ProxyHeader],
+    peer: Any, local: Any,
+) -> None: ...
+
+class ProxiedSocket:
+    _sock: Any
+    _peername: Any
+    _sockname: Any
+    def __init__(self, sock: Any, peername: Any, sockname: Any) -> None: ...
+    def getpeername(self) -> Any: ...
+    def getsockname(self) -> Any: ...
+    def __getattr__(self, name: str) -> Any: ...
+
+class ProxyExtensionApp:
+    app: Any
+    extension: Any
+    def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any: ...
+
+HAVE_TIMER_FD: bool
+
+def open_timer_fd() -> int: ...
+def arm_timer_fd(fd: int, when: float) -> None: ...
 def encode_v1(
     source: Optional[tuple[str, int]], destination: Optional[tuple[str, int]]
 ) -> bytes: ...

@@ -1,7 +1,9 @@
 # cython: language_level=3, embedsignature=True
 # cython: boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
 """The Cython twin of ``_fallback``: ``parse``, ``parse_or_needed``, ``encode_v1``,
-``encode_v2``, ``crc32c``, ``decode_ssl``.
+``encode_v2``, ``crc32c``, ``decode_ssl``; and of the few steps the asyncio layer runs
+once per connection (``judge_start``, ``report_in_place``, ``ProxyExtensionApp``, the
+deadlines' timerfd), whose references are in ``_connection`` and ``aio``.
 
 Same names, signatures, results and exceptions as the pure-Python module, which stays the
 specification. The split between the two is deliberate:
@@ -33,6 +35,11 @@ _fast_address.pxi      _address.py        address text: strict parsers, formatte
 _fast_v1.pxi           _v1.py             complete, valid v1 lines
 _fast_v2.pxi           _v2.py             the v2 header, TLV value rules, decode_ssl
 _fast_encode.pxi       _encode.py         encode_v1, encode_v2
+_fast_connection.pxi   _connection.py     judge_start: a first chunk that starts with a
+                                          whole, valid header (else the reference)
+_fast_aio.pxi          aio/_transport.py  ProxiedSocket, report_in_place
+                       aio/_uvicorn.py    ProxyExtensionApp (the scope extension)
+                       aio/_deadlines.py  a timerfd for the header deadlines (Linux)
 =====================  =================  ==============================================
 
 Mutable input (``bytearray``, ``memoryview``) is never read in place: ``_parse_mutable``
@@ -81,7 +88,8 @@ from ._policy import Policy
 
 __all__ = [
     "COMPILED_CONSTANTS", "MAX_V2_SIZE", "V1_MAX_LENGTH", "V2_SIGNATURE", "crc32c", "decode_ssl",
-    "encode_v1", "encode_v2", "judge_start", "parse", "parse_or_needed",
+    "HAVE_TIMER_FD", "ProxiedSocket", "ProxyExtensionApp", "arm_timer_fd", "encode_v1", "encode_v2",
+    "judge_start", "open_timer_fd", "parse", "parse_or_needed", "report_in_place",
 ]
 
 cdef extern from *:
@@ -411,37 +419,10 @@ def _parse_c_only(data, *, max_size=MAX_V2_SIZE):
         raise _error(&verdict)
     return header
 
-cdef object _REQUIRE = Policy.REQUIRE
-cdef object _USE = Policy.USE
-cdef object _IGNORE = Policy.IGNORE
-cdef object _judge_start_python = None  # _connection.judge_start_python, once imported
-
-
-def judge_start(policy, data, max_size, final):
-    """``_connection.judge_start_python``'s answer, with its usual case in C: a first
-    chunk of ``bytes`` that starts with a complete, valid header under ``REQUIRE``,
-    ``USE`` or ``IGNORE`` (the asyncio layer's every connection from a proxy). Any other
-    input is that function's own answer (called with the same arguments)."""
-    global _judge_start_python
-    cdef Verdict verdict
-    cdef Py_ssize_t cap
-    cdef Py_ssize_t size
-    if PyBytes_CheckExact(data) and (policy is _REQUIRE or policy is _USE or policy is _IGNORE):
-        size = PyBytes_GET_SIZE(data)
-        cap = _cap_of(max_size)
-        if size > 12 and cap >= 0 and PyBool_Check(final) and final is False:
-            verdict.code = _DEFER
-            header = _parse_c(<const uint8_t *>PyBytes_AS_STRING(data), size, cap, &verdict)
-            if header is not None:
-                return (None if policy is _IGNORE else header, header,
-                        <object>PyTuple_GET_ITEM(header, 7))
-    if _judge_start_python is None:
-        from ._connection import judge_start_python
-        _judge_start_python = judge_start_python
-    return _judge_start_python(policy, data, max_size, final)
-
+include "_fast_connection.pxi"
 
 include "_fast_encode.pxi"
+include "_fast_aio.pxi"
 
 
 # The public functions carry the fallback's docstrings, so help() reads the same.

@@ -6,7 +6,9 @@ reading anything, reads the header under a deadline and a size cap (the sans-IO
 :class:`~proxyproto.policy.PolicyReader` does the reading), optionally starts TLS, and only then
 calls the application's ``connection_made`` with a transport whose ``get_extra_info``
 reports the original addresses. The streams server (:func:`start_server`) is the same
-layer with ``asyncio.StreamReaderProtocol`` as the application.
+layer with ``asyncio.StreamReaderProtocol`` as the application. For uvicorn's own HTTP
+protocols (:func:`uvicorn_http_protocol`) the same layer is mixed into uvicorn's class, so
+that a connection has one protocol object.
 
 Refused connections are closed, logged on the ``"proxyproto.aio"`` logger and counted in
 a :class:`ProxyStats`; they never stop the server.

@@ -233,7 +233,11 @@ class StreamLayer:
             if deadlines is None or deadlines.loop is not _get_running_loop():
                 deadlines = config.deadlines(_get_running_loop())
                 assert deadlines is not None
-            self._waiting = deadlines.add(self)
+            # deadlines.add(self), inline (one frame fewer per connection)
+            self._waiting = waiting = deadlines.waiting
+            waiting[self] = deadline = deadlines._time() + deadlines._timeout
+            if deadlines._timer is None:
+                deadlines._arm(deadline)
 
     def data_received(self, data: bytes) -> None:
         policy = self._policy

@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import types
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
+from .. import _impl
 from .._header import ProxyHeader
 from .._policy import resolve_addresses
 
@@ -21,9 +22,12 @@ __all__ = [
     "ForwardingTransport",
     "extra_dict",
     "ProxiedSocket",
+    "ProxiedSocketPython",
     "ProxiedTransport",
     "TLSFeedTransport",
     "feed_protocol",
+    "report_in_place",
+    "report_in_place_python",
 ]
 
 #: the stream protocol classes a transport feeds
@@ -76,13 +80,16 @@ def extra_dict(transport: asyncio.BaseTransport) -> dict[str, Any] | None:
     return extra if type(extra) is dict else None
 
 
-def report_in_place(extra: dict[str, Any], header: ProxyHeader | None,
-                    received: ProxyHeader | None, peer: Any, local: Any) -> None:
+def report_in_place_python(extra: dict[str, Any], header: ProxyHeader | None,
+                           received: ProxyHeader | None, peer: Any, local: Any) -> None:
     """Make a transport's own ``get_extra_info`` (``extra``: :func:`extra_dict`) answer
     as a :class:`ProxiedTransport` would: ``peername``/``sockname`` the header's (when
     it carries addresses), ``socket`` a :class:`ProxiedSocket` reporting them, and the
     keys ``socket_peername``, ``socket_sockname``, ``proxy_header`` and
-    ``proxy_header_received``."""
+    ``proxy_header_received``.
+
+    The reference; :data:`report_in_place` is the compiled twin when the extension is
+    built (the same steps in C)."""
     extra["socket_peername"] = peer
     extra["socket_sockname"] = local
     extra["proxy_header"] = header
@@ -98,19 +105,27 @@ def report_in_place(extra: dict[str, Any], header: ProxyHeader | None,
         local = extra["sockname"] = destination
     sock = extra.get("socket")
     if sock is not None:
-        # ProxiedSocket(sock, peer, local), without its __init__ frame
-        proxied = extra["socket"] = _new_object(ProxiedSocket)
+        # ProxiedSocketPython(sock, peer, local), without its __init__ frame
+        proxied = extra["socket"] = _new_object(ProxiedSocketPython)
         proxied._sock = sock
         proxied._peername = peer
         proxied._sockname = local
 
 
+#: :func:`report_in_place_python`, or its compiled twin
+report_in_place: Callable[[dict[str, Any], ProxyHeader | None, ProxyHeader | None, Any, Any],
+                          None] = report_in_place_python
+if _impl.IMPLEMENTATION == "cython":
+    from .._fast import report_in_place
+
 _new_object = object.__new__
 
 
-class ProxiedSocket:
+class ProxiedSocketPython:
     """The transport's socket, with ``getpeername``/``getsockname`` reporting the header's
-    addresses (servers such as uvicorn ask the socket, not the transport)."""
+    addresses (servers such as uvicorn ask the socket, not the transport). The reference;
+    :data:`ProxiedSocket` is the compiled twin when the extension is built (no Python
+    frame for uvicorn's ``getpeername()`` on every connection)."""
 
     __slots__ = ("_peername", "_sock", "_sockname")
 
@@ -132,6 +147,12 @@ class ProxiedSocket:
 
     def __repr__(self) -> str:
         return f"<ProxiedSocket peername={self._peername!r} of {self._sock!r}>"
+
+
+if TYPE_CHECKING or _impl.IMPLEMENTATION != "cython":
+    ProxiedSocket = ProxiedSocketPython
+else:  # the compiled twin
+    from .._fast import ProxiedSocket
 
 
 _ASK: Any = object()  # ProxiedTransport: "ask the transport"

@@ -21,6 +21,7 @@ import ssl as _ssl
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Optional
 
+from .. import _impl
 from .._adapters import ProxyStats
 from .._header import ProxyHeader
 from .._options import UNSET, ProxyOptions
@@ -39,10 +40,37 @@ BAD_REQUEST = (b"HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain; charset=u
 _UVICORN_LOGGER = "uvicorn.error"
 
 
-class _WithProxyHeader:
-    """The ASGI app of one connection: adds ``scope["extensions"]["proxy_protocol"]``."""
+class ProxyExtensionAppPython:
+    """An ASGI app that puts ``extension`` in ``scope["extensions"]["proxy_protocol"]``
+    and calls ``app``. The reference; :data:`ProxyExtensionApp` is the compiled twin
+    when the extension is built (a C ``__call__``: no Python frame per request)."""
 
-    __slots__ = ("app", "extension", "ws_class")
+    __slots__ = ("app", "extension")
+
+    app: Callable[..., Awaitable[None]]
+    extension: dict[str, Any]
+
+    def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Awaitable[None]:
+        # a plain function returning the app's awaitable: no coroutine frame of our own
+        extensions = scope.get("extensions")
+        if extensions is None:
+            scope["extensions"] = {"proxy_protocol": self.extension}
+        else:
+            extensions["proxy_protocol"] = self.extension
+        return self.app(scope, receive, send)
+
+
+if TYPE_CHECKING or _impl.IMPLEMENTATION != "cython":
+    ProxyExtensionApp = ProxyExtensionAppPython
+else:  # the compiled twin
+    from .._fast import ProxyExtensionApp
+
+
+class _WithProxyHeader(ProxyExtensionApp):
+    """The ASGI app of one connection: adds ``scope["extensions"]["proxy_protocol"]``,
+    and stands for uvicorn's WebSocket class so that an upgraded connection has it too."""
+
+    __slots__ = ("ws_class",)
 
     def __init__(self, app: Callable[..., Awaitable[None]], extension: dict[str, Any],
                  ws_class: Any = None) -> None:
@@ -55,14 +83,9 @@ class _WithProxyHeader:
         connection's app is this one too (an upgrade is rare: a config copy is fine)."""
         return self.ws_class(config=_config_with_app(config, self), **kwargs)
 
-    def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Awaitable[None]:
-        # a plain function returning the app's awaitable: no coroutine frame of our own
-        extensions = scope.get("extensions")
-        if extensions is None:
-            scope["extensions"] = {"proxy_protocol": self.extension}
-        else:
-            extensions["proxy_protocol"] = self.extension
-        return self.app(scope, receive, send)
+
+#: a _WithProxyHeader without its __init__ frame (the compiled base has its own __new__)
+_new_app_wrapper = _WithProxyHeader.__new__
 
 
 def _uvicorn_own(http_class: Any) -> bool:
@@ -223,7 +246,7 @@ class _InUvicornProtocol(UvicornHTTPProtocol):
             self.app = base.loaded_app
         else:
             # _WithProxyHeader(...), without its __init__ frame (once per connection)
-            app = _new_object(_WithProxyHeader)
+            app = _new_app_wrapper(_WithProxyHeader)
             app.app = base.loaded_app
             app.extension = {"header": header, "socket_peername": self._peer,
                              "socket_sockname": self._local}
@@ -232,8 +255,8 @@ class _InUvicornProtocol(UvicornHTTPProtocol):
             if ws_class is not None:
                 self.ws_protocol_class = app.websocket
         # from here on uvicorn's own methods serve the connection
-        self._http_connection_made(reported)
-        if app_data and not transport.is_closing():
+        self._http_connection_made(reported)  # (which never closes the transport)
+        if app_data:
             self._http_data_received(app_data)  # [SPEC §2.2] R-64: the bytes after the header
         return self
 
@@ -266,7 +289,7 @@ class _SeparateUvicornLayer(UvicornHTTPProtocol):
         setup = self._setup
         app = None
         if header is not None:
-            app = _new_object(_WithProxyHeader)
+            app = _new_app_wrapper(_WithProxyHeader)
             app.app = config.loaded_app
             app.extension = {"header": header, "socket_peername": self._peer,
                              "socket_sockname": self._local}
