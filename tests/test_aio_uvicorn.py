@@ -361,12 +361,19 @@ class SlottedH11(H11Protocol):  # type: ignore[misc]
     __slots__ = ("extra",)
 
 
+class CollidingH11(H11Protocol):  # type: ignore[misc]
+    """uvicorn's own class with a name the layer uses: it cannot share its objects."""
+
+    def _refuse(self) -> None:
+        pass
+
+
 @pytest.mark.parametrize("implementation", ["h11", "httptools"])
 def test_the_layer_lives_in_uvicorns_own_protocol_object(implementation: str) -> None:
     """For uvicorn's own classes the connection has one protocol object: the one uvicorn
     made, which serves HTTP once the header is accepted (a header split across two
-    segments included); TLS after the header, a slotted subclass or another class get a
-    layer object of their own."""
+    segments included); TLS after the header, a slotted subclass, one that uses a name of
+    the layer's, or another class get a layer object of their own."""
     if implementation == "httptools":
         pytest.importorskip("httptools")
     http_class = importlib.import_module("uvicorn.importer").import_from_string(
@@ -375,6 +382,7 @@ def test_the_layer_lives_in_uvicorns_own_protocol_object(implementation: str) ->
     assert issubclass(http, http_class) and issubclass(http, aio.UvicornHTTPProtocol)
     assert not issubclass(http, aio.ProxyProtocolLayer)
     for separate in (aio.uvicorn_http_protocol(trusted=[TRUSTED_V4], http=SlottedH11),
+                     aio.uvicorn_http_protocol(trusted=[TRUSTED_V4], http=CollidingH11),
                      aio.uvicorn_http_protocol(trusted=[TRUSTED_V4], http=OtherHTTP),
                      aio.uvicorn_http_protocol(trusted=[TRUSTED_V4], http=implementation,
                                                ssl=ssl.create_default_context(

@@ -316,16 +316,13 @@ def _mixes_in(http_class: Any) -> bool:
     layer's names taken."""
     if not _uvicorn_own(http_class) or "__slots__" in vars(http_class):
         return False
+    # the layer's own names (dunders aside: every class has some, 3.13 more of them)
     ours = {name for cls in (_InUvicornProtocol, UvicornHTTPProtocol, StreamLayer)
-            for name in vars(cls)}
+            for name in vars(cls) if not name.startswith("__")}
     ours.update(CONNECTION_SLOTS)
-    ours.discard("__module__")
-    ours.discard("__doc__")
-    ours.discard("__slots__")
-    ours.discard("__annotations__")
+    ours -= {"connection_made", "data_received", "eof_received", "connection_lost"}
     taken = {name for cls in http_class.__mro__ if cls is not object for name in vars(cls)}
-    return not (ours & taken - {"connection_made", "data_received", "eof_received",
-                                 "connection_lost"})
+    return not ours & taken
 
 
 def uvicorn_http_protocol(
