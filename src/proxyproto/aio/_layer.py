@@ -354,12 +354,7 @@ class StreamLayer:
                  app_data: bytes) -> asyncio.BaseProtocol | None:
         """The header is settled: start TLS, or give the connection to the application."""
         self._policy = self._reader = None
-        waiting = self._waiting
-        if waiting is not None:  # _cancel_deadline(), inline: once per connection
-            self._waiting = None
-            waiting.pop(self, None)
-            if not waiting:
-                waiting.clear()  # frees the table a burst of connections left
+        self._cancel_deadline()
         transport = self._transport
         assert transport is not None
         config = self._config

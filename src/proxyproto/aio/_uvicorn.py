@@ -216,12 +216,7 @@ class _InUvicornProtocol(UvicornHTTPProtocol):
         """The header is settled: this object becomes uvicorn's own protocol (its
         ``connection_made`` with the header's addresses, then the bytes after it)."""
         self._policy = self._reader = None
-        waiting = self._waiting
-        if waiting is not None:  # _cancel_deadline(), inline: once per connection
-            self._waiting = None
-            waiting.pop(self, None)
-            if not waiting:
-                waiting.clear()
+        self._cancel_deadline()
         stats = self._config.stats
         if self._pending:
             self._pending = False
