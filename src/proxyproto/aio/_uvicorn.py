@@ -147,9 +147,6 @@ class _Setup:
         return base
 
 
-_new_object = object.__new__
-
-
 class UvicornHTTPProtocol(StreamLayer, asyncio.Protocol):
     """The PROXY layer for uvicorn's HTTP protocol, for ``uvicorn.Config(http=...)``.
 
